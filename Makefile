@@ -1,0 +1,77 @@
+# KnowledgeTree — the commands people look for. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV      ?= .venv
+BIN       := $(VENV)/bin
+STAMP     := $(VENV)/.bootstrapped
+INVENTORY ?= inventories/production
+PLAYBOOK   = ANSIBLE_CONFIG=ansible/ansible.cfg $(BIN)/ansible-playbook -i $(INVENTORY)
+TESTHOST  ?= kt-test
+TESTHOST_IP ?= 10.99.0.11
+
+.PHONY: help setup demo dev test test-app test-infra lint format bench \
+        provision deploy status testhost-up testhost-down lock clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml requirements-dev.lock scripts/bootstrap.sh
+	VENV=$(VENV) scripts/bootstrap.sh
+	@touch $@
+
+setup: $(STAMP) ## Install apt packages and the Python venv (done by every target that needs it)
+
+demo: $(STAMP) ## Create a local Debian 13 test host, provision it, deploy the app, load samples
+	scripts/demo.sh
+
+dev: $(STAMP) ## Run the API locally on an embedded Postgres (http://127.0.0.1:8000/docs)
+	$(BIN)/python scripts/dev.py
+
+test: $(STAMP) ## Run every test suite: lint, app, infra (provisions a real test host)
+	$(MAKE) lint
+	$(MAKE) test-app
+	$(MAKE) test-infra
+
+test-app: $(STAMP) ## App tests against an embedded Postgres + pgvector
+	$(BIN)/pytest tests/app
+
+test-infra: $(STAMP) ## Provision a fresh test host twice (changed=0), then testinfra checks
+	$(BIN)/pytest tests/infra
+
+lint: $(STAMP) ## ruff, yamllint, ansible-lint (production profile)
+	$(BIN)/ruff check app tests bench scripts
+	$(BIN)/ruff format --check app tests bench scripts
+	$(BIN)/yamllint -s ansible roles inventories
+	cd ansible && ../$(BIN)/ansible-lint --profile production . ../roles
+
+format: $(STAMP) ## Apply ruff's formatting and safe fixes
+	$(BIN)/ruff check --fix app tests bench scripts
+	$(BIN)/ruff format app tests bench scripts
+
+bench: $(STAMP) ## Run the benchmarks and print Markdown tables (see docs/BENCHMARKS.md)
+	$(BIN)/python bench/ingest_throughput.py
+	$(BIN)/python bench/retrieval_latency.py
+
+provision: $(STAMP) ## Provision the hosts of INVENTORY (default inventories/production)
+	$(PLAYBOOK) ansible/site.yml
+
+deploy: $(STAMP) ## Build a release and deploy it to the app hosts of INVENTORY
+	scripts/build_release.sh
+	$(PLAYBOOK) ansible/deploy.yml
+
+status: $(STAMP) ## Show service and health status on the hosts of INVENTORY
+	ANSIBLE_CONFIG=ansible/ansible.cfg $(BIN)/ansible -i $(INVENTORY) app -b -m ansible.builtin.command \
+	  -a "systemctl --no-pager --lines=0 status 'knowledgetree@*' nginx postgresql"
+
+testhost-up: ## Boot the disposable Debian 13 test host (TESTHOST, TESTHOST_IP)
+	scripts/testhost.sh up $(TESTHOST) $(TESTHOST_IP)
+
+testhost-down: ## Destroy the test host
+	scripts/testhost.sh down $(TESTHOST)
+
+lock: $(STAMP) ## Regenerate requirements.lock and requirements-dev.lock from pyproject.toml
+	scripts/lock.sh
+
+clean: ## Remove caches (not the venv)
+	rm -rf .pytest_cache .ruff_cache build dist *.egg-info
