@@ -1,0 +1,14 @@
+"""The API's routers. ``API_ROUTERS`` is the one list ``create_app`` mounts under
+``/api``: to add a resource, write ``app/api/routes/<name>.py`` with a ``router``
+and add it here (one import, one list entry).
+"""
+
+from fastapi import APIRouter
+
+from app.api.routes import auth, health, projects
+
+API_ROUTERS: list[APIRouter] = [
+    health.router,
+    auth.router,
+    projects.router,
+]

@@ -1,0 +1,54 @@
+"""Liveness and readiness, for load balancers, the blue-green switch and monitoring.
+
+* ``GET /healthz``: 200 while the process serves requests (no dependencies checked).
+* ``GET /readyz``: 200 when every readiness check passes, else 503; the body lists
+  each check: ``{"status": "ready", "checks": {"database": {"ok": true, "detail": ...}}}``.
+
+Mounted both at the root (``/healthz``) and under ``/api``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, Request, Response, status
+from pydantic import BaseModel
+
+from app.core.readiness import run_readiness_checks
+
+router = APIRouter(tags=["health"])
+
+
+class Liveness(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class CheckReport(BaseModel):
+    ok: bool
+    detail: str
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "not ready"]
+    checks: dict[str, CheckReport]
+
+
+@router.get("/healthz", response_model=Liveness)
+async def healthz() -> Liveness:
+    return Liveness()
+
+
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "A check failed"}},
+)
+async def readyz(request: Request, response: Response) -> Readiness:
+    results = await run_readiness_checks(request.app)
+    ready = all(result.ok for result in results.values())
+    if not ready:
+        response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    return Readiness(
+        status="ready" if ready else "not ready",
+        checks={name: CheckReport(ok=r.ok, detail=r.detail) for name, r in results.items()},
+    )

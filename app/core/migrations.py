@@ -1,0 +1,54 @@
+"""Alembic, driven from Python with the configuration packaged inside ``app``.
+
+The migration scripts ship in the wheel (``app/migrations``), so ``knowledgetree
+migrate`` works from an installed release without an ``alembic.ini`` on disk.
+(``app/migrations/alembic.ini`` exists for developers who prefer the ``alembic``
+command: ``alembic -c app/migrations/alembic.ini upgrade head``.)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, inspect, text
+
+from app.core.config import Settings
+from app.core.db import sync_database_url
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def alembic_config(settings: Settings | None = None) -> Config:
+    """An Alembic Config pointing at the packaged scripts and at the settings' database.
+
+    The URL travels in ``config.attributes`` (not the ini options) because ini
+    interpolation would mangle the '%' of URL-encoded passwords.
+    """
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["database_url"] = sync_database_url(settings)
+    return config
+
+
+def script_heads() -> set[str]:
+    """Revision ids of the newest migration(s) shipped with this code."""
+    return set(ScriptDirectory(str(MIGRATIONS_DIR)).get_heads())
+
+
+def database_revisions(connection: Connection) -> set[str]:
+    """Revision ids recorded in the database's ``alembic_version`` table (empty if none)."""
+    if not inspect(connection).has_table("alembic_version"):
+        return set()
+    return set(connection.execute(text("SELECT version_num FROM alembic_version")).scalars())
+
+
+def upgrade(settings: Settings | None = None, revision: str = "heads") -> None:
+    """Apply migrations up to ``revision`` (default: all heads)."""
+    command.upgrade(alembic_config(settings), revision)
+
+
+def downgrade(settings: Settings | None, revision: str) -> None:
+    command.downgrade(alembic_config(settings), revision)

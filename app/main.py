@@ -1,0 +1,110 @@
+"""The FastAPI application factory.
+
+Run it with ``knowledgetree serve`` or ``uvicorn --factory app.main:create_app``.
+``app.main:app`` also works (``uvicorn app.main:app``): the module builds that app
+on first access only, so importing ``app.main`` never needs settings.
+
+Where to plug things in (each is one list):
+* routers: ``app.api.routes.API_ROUTERS`` (mounted under ``/api``);
+* readiness checks: ``app.core.readiness.READINESS_CHECKS``;
+* start-up/shutdown work: ``app.core.lifecycle.STARTUP_HOOKS`` / ``SHUTDOWN_HOOKS``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from importlib.metadata import PackageNotFoundError, version
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from app.api.routes import API_ROUTERS, health
+from app.core import lifecycle
+from app.core.config import Settings, get_settings
+from app.core.db import dispose_engines
+from app.core.logging import configure_logging
+from app.core.readiness import READINESS_CHECKS
+
+logger = logging.getLogger(__name__)
+
+API_PREFIX = "/api"
+
+
+def app_version() -> str:
+    try:
+        return version("knowledgetree")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        return "0+unknown"
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    for hook in lifecycle.STARTUP_HOOKS:
+        await hook(app)
+    logger.info("KnowledgeTree %s ready (%s)", app.version, app.state.settings.environment)
+    try:
+        yield
+    finally:
+        for hook in reversed(lifecycle.SHUTDOWN_HOOKS):
+            await hook(app)
+        await dispose_engines()
+
+
+def _init_sentry(settings: Settings, release: str) -> None:
+    if not settings.sentry_dsn:
+        return
+    import sentry_sdk
+
+    sentry_sdk.init(
+        dsn=settings.sentry_dsn,
+        environment=settings.environment,
+        release=f"knowledgetree@{release}",
+        send_default_pii=False,  # no e-mail addresses or IPs in error reports
+        traces_sample_rate=0.0,
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app. Without ``settings`` the process settings are loaded (and a
+    missing or invalid variable raises ConfigurationError naming it)."""
+    settings = settings or get_settings()
+    configure_logging(settings.log_level)
+    release = app_version()
+    _init_sentry(settings, release)
+
+    app = FastAPI(
+        title="KnowledgeTree",
+        version=release,
+        description="Self-hosted RAG chat over your documents.",
+        lifespan=_lifespan,
+        docs_url="/docs",
+        openapi_url=f"{API_PREFIX}/openapi.json",
+    )
+    app.state.settings = settings
+    app.state.readiness_checks = dict(READINESS_CHECKS)
+
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=False,  # bearer tokens, no cookies
+            allow_methods=["*"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+
+    for router in API_ROUTERS:
+        app.include_router(router, prefix=API_PREFIX)
+    # Load balancers and the blue-green switch probe the root paths.
+    app.include_router(health.router, include_in_schema=False)
+    return app
+
+
+def __getattr__(name: str) -> FastAPI:
+    """``app.main:app``: build the default app lazily, on first access."""
+    if name == "app":
+        application = create_app()
+        globals()["app"] = application
+        return application
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

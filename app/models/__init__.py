@@ -1,0 +1,11 @@
+"""ORM models. Every model module is imported here so ``Base.metadata`` (and thus
+Alembic autogenerate and the test suite) sees all tables.
+
+Add one import line per new model module.
+"""
+
+from app.models.base import Base
+from app.models.project import Project
+from app.models.user import RefreshToken, User
+
+__all__ = ["Base", "Project", "RefreshToken", "User"]

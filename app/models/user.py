@@ -1,0 +1,53 @@
+"""Accounts: users and their refresh tokens."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import Boolean, DateTime, ForeignKey, Index, String, false, func, true
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.models.base import Base, CreatedAtMixin, TimestampMixin, UUIDPrimaryKeyMixin
+
+
+class User(UUIDPrimaryKeyMixin, TimestampMixin, Base):
+    """A person who logs in. Every other resource belongs to exactly one user."""
+
+    __tablename__ = "users"
+
+    email: Mapped[str] = mapped_column(String(320), nullable=False)
+    password_hash: Mapped[str] = mapped_column(String(255), nullable=False)
+    is_admin: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=False, server_default=false()
+    )
+    is_active: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=True, server_default=true()
+    )
+
+    def __repr__(self) -> str:
+        return f"User(id={self.id}, email={self.email!r})"
+
+
+# E-mail addresses are unique regardless of case ("Ann@x.org" == "ann@x.org"). The app
+# stores them lower-cased as well; this index makes the rule hold for any writer.
+Index("uq_users_email_lower", func.lower(User.email), unique=True)
+
+
+class RefreshToken(UUIDPrimaryKeyMixin, CreatedAtMixin, Base):
+    """A refresh token that was handed out. Only its SHA-256 is stored.
+
+    ``id`` is the token's ``jti`` claim. A token is usable while ``revoked_at`` is
+    null and ``expires_at`` is in the future; refreshing revokes it and issues a new
+    one (rotation). Presenting a revoked token again means it leaked: all the
+    user's tokens are then revoked.
+    """
+
+    __tablename__ = "refresh_tokens"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    token_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
