@@ -1,0 +1,83 @@
+"""Liveness and readiness endpoints."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.main import create_app
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/api/healthz"])
+async def test_healthz(client, path):
+    response = await client.get(path)
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+@pytest.mark.parametrize("path", ["/readyz", "/api/readyz"])
+async def test_readyz_when_everything_is_fine(client, path):
+    response = await client.get(path)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ready"
+    assert body["checks"]["database"]["ok"] is True
+    assert body["checks"]["migrations"]["ok"] is True
+    assert body["checks"]["migrations"]["detail"].startswith("at head ")
+
+
+async def test_readyz_is_503_when_the_database_is_unreachable(settings):
+    import httpx
+
+    broken = settings.model_copy(
+        update={"database_url": "postgresql+asyncpg://postgres@/nowhere?host=/nonexistent-dir"}
+    )
+    app = create_app(broken)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        response = await c.get("/readyz")
+        assert (await c.get("/healthz")).status_code == 200  # alive, just not ready
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "not ready"
+    assert body["checks"]["database"]["ok"] is False
+    assert body["checks"]["database"]["detail"]
+    assert body["checks"]["migrations"]["ok"] is False
+
+
+async def test_readyz_is_503_when_migrations_are_missing(settings, postgres_server):
+    import httpx
+
+    postgres_server.psql(
+        'DROP DATABASE IF EXISTS "kt_test_unmigrated"; CREATE DATABASE "kt_test_unmigrated";'
+    )
+    url = postgres_server.get_uri("kt_test_unmigrated")
+    app = create_app(
+        settings.model_copy(
+            update={"database_url": url.replace("postgresql://", "postgresql+asyncpg://")}
+        )
+    )
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        response = await c.get("/readyz")
+    from app.core.db import get_engine
+
+    await get_engine(app.state.settings).dispose()
+    postgres_server.psql('DROP DATABASE "kt_test_unmigrated" WITH (FORCE);')
+    assert response.status_code == 503
+    checks = response.json()["checks"]
+    assert checks["database"]["ok"] is True
+    assert checks["migrations"]["ok"] is False
+    assert checks["migrations"]["detail"].startswith(
+        "database at revision none (run `knowledgetree migrate`), code expects "
+    )
+
+
+async def test_a_failing_custom_check_makes_readyz_503(app, client):
+    async def model_loaded(app) -> str:
+        raise RuntimeError("embedding model not loaded yet")
+
+    app.state.readiness_checks["embedding_model"] = model_loaded
+    response = await client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["checks"]["embedding_model"] == {
+        "ok": False,
+        "detail": "embedding model not loaded yet",
+    }
