@@ -8,7 +8,7 @@
 #
 #   scripts/testhost.sh up     [NAME] [IP]   create and boot a host (default kt-test 10.99.0.11)
 #   scripts/testhost.sh down   [NAME]        stop it and delete its files
-#   scripts/testhost.sh ssh    [NAME] [cmd…] ssh into it as root (or run a command)
+#   scripts/testhost.sh ssh    [NAME] [cmd…] ssh in as root (or as deploy + sudo once hardened)
 #   scripts/testhost.sh status               list hosts, the bridge and the rootfs cache
 #   scripts/testhost.sh rootfs               (re)build the cached root filesystem now
 #
@@ -360,10 +360,19 @@ cmd_ssh() {
   ip=$(host_ip "$name")
   host_pid "$name" >/dev/null || die "$name is not running (scripts/testhost.sh up $name $ip)"
   mapfile -t opts < <(ssh_opts)
-  if (($#)); then
-    exec ssh "${opts[@]}" "root@$ip" "$@"
+  # Before provisioning the host takes root logins; afterwards (hardening sets
+  # PermitRootLogin no) log in as the admin user with the same key and use sudo.
+  local user=root
+  if ! ssh "${opts[@]}" "root@$ip" true 2>/dev/null; then
+    user=${KT_TESTHOST_ADMIN:-deploy}
   fi
-  exec ssh "${opts[@]}" -o BatchMode=no -t "root@$ip"
+  if (($#)); then
+    if [[ $user == root ]]; then
+      exec ssh "${opts[@]}" "root@$ip" "$@"
+    fi
+    exec ssh "${opts[@]}" "$user@$ip" "sudo -n sh -c $(printf '%q' "$*")"
+  fi
+  exec ssh "${opts[@]}" -o BatchMode=no -t "$user@$ip"
 }
 
 cmd_status() {
