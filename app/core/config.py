@@ -189,6 +189,35 @@ class Settings(BaseSettings):
         default=60, gt=0, le=3600, description="Timeout of one Anthropic request, in seconds."
     )
 
+    chat_max_retries: int = Field(
+        default=2,
+        ge=0,
+        le=10,
+        description="Retries of a failed model call (429, 529, 5xx, timeout), only while no "
+        "token has reached the user yet; afterwards the partial answer is kept instead.",
+    )
+    chat_retry_backoff_seconds: float = Field(
+        default=0.5,
+        ge=0,
+        le=60,
+        description="First retry delay; doubled per retry, with jitter (a 429's retry-after "
+        "wins, up to 10 s).",
+    )
+    chat_context_token_budget: int = Field(
+        default=8000,
+        ge=500,
+        le=500_000,
+        description="Estimated input tokens a prompt may use (instructions, passages, history, "
+        "question). Oldest history goes first, then the lowest-ranked passages.",
+    )
+    chat_heartbeat_seconds: float = Field(
+        default=15,
+        gt=0,
+        le=300,
+        description="Seconds between SSE heartbeat comments on an open chat stream, so proxies "
+        "keep idle connections open.",
+    )
+
     # --- validation ----------------------------------------------------------------------
     @field_validator("cors_origins", "chat_allowed_models", mode="before")
     @classmethod
@@ -218,9 +247,7 @@ class Settings(BaseSettings):
             raise ValueError(f"must be a PostgreSQL URL, not '{url.drivername}'")
         if not url.database:
             raise ValueError("names no database (the part after the last '/')")
-        if url.drivername != "postgresql+asyncpg":
-            url = url.set(drivername="postgresql+asyncpg")
-        return url.render_as_string(hide_password=False)
+        return with_driver(value.strip(), "asyncpg")
 
     @field_validator("sentry_dsn", "anthropic_base_url", mode="before")
     @classmethod
@@ -271,6 +298,15 @@ class Settings(BaseSettings):
     @property
     def max_upload_bytes(self) -> int:
         return self.max_upload_mb * 1024 * 1024
+
+
+def with_driver(database_url: str, driver: str) -> str:
+    """``database_url`` with its scheme set to ``postgresql+<driver>``, the rest kept verbatim
+    (re-rendering through SQLAlchemy would percent-encode a socket path like ?host=/run/x)."""
+    _scheme, separator, rest = database_url.partition("://")
+    if not separator:
+        raise ValueError(f"not a URL: {database_url!r}")
+    return f"postgresql+{driver}://{rest}"
 
 
 def describe_validation_error(error: ValidationError) -> str:

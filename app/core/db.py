@@ -20,7 +20,6 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from fastapi import Request
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -28,7 +27,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from app.core.config import Settings, get_settings
+from app.core.config import Settings, get_settings, with_driver
 
 _engines: dict[tuple[str, int, int], AsyncEngine] = {}
 _sessionmakers: dict[AsyncEngine, async_sessionmaker[AsyncSession]] = {}
@@ -106,6 +105,4 @@ def sync_database_url(settings: Settings | None = None, driver: str = "psycopg")
     asyncpg and libpq spell a Unix-socket directory the same way (``?host=/dir``), so
     only the driver name changes.
     """
-    settings = settings or get_settings()
-    url = make_url(settings.database_url).set(drivername=f"postgresql+{driver}")
-    return url.render_as_string(hide_password=False)
+    return with_driver((settings or get_settings()).database_url, driver)

@@ -5,7 +5,8 @@ Add one import line per new model module.
 """
 
 from app.models.base import Base
+from app.models.document import Document, DocumentStatus
 from app.models.project import Project
 from app.models.user import RefreshToken, User
 
-__all__ = ["Base", "Project", "RefreshToken", "User"]
+__all__ = ["Base", "Document", "DocumentStatus", "Project", "RefreshToken", "User"]
