@@ -8,8 +8,8 @@
 #   pebble --GET http://<guest>/.well-known/acme-challenge/...--> nginx on the guest
 #
 # Usage:
-#   scripts/pebble.sh up                 start both (idempotent: running ones are kept)
-#   scripts/pebble.sh down               stop both
+#   scripts/pebble.sh up|start           start both (idempotent: running ones are kept)
+#   scripts/pebble.sh down|stop          stop both
 #   scripts/pebble.sh status             exit 0 when both answer
 #   scripts/pebble.sh dns DOMAIN IPV4    make DOMAIN resolve to IPV4 in the test DNS
 #   scripts/pebble.sh paths              print the files a test host / test needs
@@ -173,8 +173,8 @@ cmd_paths() {
 }
 
 case "${1:-}" in
-  up) cmd_up ;;
-  down) stop_one "$STATE/pebble.pid"; stop_one "$STATE/challtestsrv.pid"; echo "pebble: stopped" ;;
+  up | start) cmd_up ;;
+  down | stop) stop_one "$STATE/pebble.pid"; stop_one "$STATE/challtestsrv.pid"; echo "pebble: stopped" ;;
   status) cmd_status ;;
   dns) shift; cmd_dns "$@" ;;
   paths) cmd_paths ;;
