@@ -1,0 +1,119 @@
+"""/api/chat: ask a question; the answer streamed (SSE) or whole (JSON).
+
+The SSE protocol is described in app/services/sse.py (and docs/ARCHITECTURE.md).
+Ownership and input are checked before the stream starts, so a foreign
+conversation or project is a plain 404 and bad input a plain 422.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, status
+from fastapi.exceptions import RequestValidationError
+from sse_starlette import EventSourceResponse
+
+from app.api.deps import CurrentUser, SessionDep, SettingsDep
+from app.core.config import Settings
+from app.core.db import get_sessionmaker
+from app.models.conversation import Message
+from app.schemas.chat import ChatError, ChatRequest, ChatResponse, ChatUsage
+from app.schemas.conversation import MessageRead
+from app.services import chat as chat_service
+from app.services.llm import get_chat_model
+
+router = APIRouter(prefix="/chat", tags=["chat"])
+
+_RESPONSES = {
+    404: {"description": "Project or conversation not found"},
+    422: {"description": "Empty or oversized message, value out of range, or unknown model"},
+}
+
+
+def _check_model(body: ChatRequest, settings: Settings) -> None:
+    if body.model is not None and body.model not in settings.chat_allowed_models:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "value_error",
+                    "loc": ("body", "model"),
+                    "msg": f"model must be one of: {', '.join(settings.chat_allowed_models)}",
+                    "input": body.model,
+                }
+            ]
+        )
+
+
+async def _prepare(
+    body: ChatRequest, user: CurrentUser, session: SessionDep, settings: Settings
+) -> chat_service.ChatTurn:
+    _check_model(body, settings)
+    try:
+        conversation = await chat_service.open_conversation(session, user.id, body)
+    except chat_service.NotFound as error:
+        raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail=str(error)) from None
+    return chat_service.ChatTurn(
+        settings=settings,
+        sessionmaker=get_sessionmaker(settings),
+        model=get_chat_model(settings),
+        user_id=user.id,
+        conversation=conversation,
+        request=body,
+    )
+
+
+@router.post(
+    "/stream",
+    responses={
+        200: {
+            "description": "Server-Sent Events: conversation, sources, token…, usage, error, done",
+            "content": {"text/event-stream": {}},
+        },
+        **_RESPONSES,
+    },
+)
+async def chat_stream(
+    body: ChatRequest, user: CurrentUser, session: SessionDep, settings: SettingsDep
+) -> EventSourceResponse:
+    """Answer a question as a stream of Server-Sent Events (try it with `curl -N`)."""
+    turn = await _prepare(body, user, session, settings)
+    return EventSourceResponse(
+        chat_service.stream_turn(turn),
+        ping=settings.chat_heartbeat_seconds,
+        # Tell nginx not to buffer: tokens must reach the browser as they come.
+        headers={"X-Accel-Buffering": "no", "Cache-Control": "no-cache"},
+    )
+
+
+@router.post("", response_model=ChatResponse, responses=_RESPONSES)
+async def chat(
+    body: ChatRequest, user: CurrentUser, session: SessionDep, settings: SettingsDep
+) -> ChatResponse:
+    """Answer a question and return the whole saved answer with its sources.
+
+    A model failure still answers 200 with the saved (failed or incomplete) message
+    and an `error` object, because the question and any partial answer were saved.
+    """
+    turn = await _prepare(body, user, session, settings)
+
+    async def ignore(*_: object) -> None:
+        return None
+
+    result = await turn.run(ignore)
+    async with get_sessionmaker(settings)() as read_session:
+        message = await read_session.get(Message, result.message_id)
+        assert message is not None
+        message_read = MessageRead.model_validate(message)
+    return ChatResponse(
+        conversation_id=result.conversation_id,
+        user_message_id=result.user_message_id,  # type: ignore[arg-type]
+        message=message_read,
+        usage=ChatUsage(
+            input_tokens=result.usage.input_tokens, output_tokens=result.usage.output_tokens
+        )
+        if result.usage
+        else None,
+        error=ChatError(
+            message=result.error.message, retryable=result.error.retryable, kind=result.error.kind
+        )
+        if result.error
+        else None,
+    )

@@ -1,0 +1,410 @@
+"""One chat turn: save the question, find passages, stream the answer, save it.
+
+The order of things, and why:
+1. The user's message is saved (and committed) first, whatever happens next.
+2. `conversation`, then `sources` go out before the first token, so the browser
+   can show where the answer comes from while it is being written.
+3. Tokens are forwarded as they arrive from the model.
+4. The assistant message, its citations and its token usage are saved in one
+   transaction at the end. A failure or a disconnect saves what arrived, marked
+   `incomplete` (or `failed` when nothing did), with the reason.
+
+A turn runs in its own asyncio task (`stream_turn`), not in the response's task:
+when the browser disconnects, the response task is cancelled and cancels the
+turn, which closes the model's HTTP stream (no tokens paid for nobody) and still
+gets to save the partial answer.
+
+Two questions sent at once to one conversation are answered one after the
+other (an in-process lock per conversation), so the second sees the first
+answer in its history. Positions are allocated under a row lock
+(SELECT ... FOR UPDATE on the conversation), so even two app processes (during a
+blue-green switch) never give two messages the same place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sse_starlette import ServerSentEvent
+
+from app.core.config import Settings
+from app.models.conversation import Conversation, Message, MessageSource
+from app.models.project import Project
+from app.schemas.chat import ChatRequest
+from app.services import retrieval
+from app.services.llm import ChatModel, LLMError, ModelRequest, TextDelta, Usage
+from app.services.prompt import HistoryMessage, Passage, build_prompt, cited_numbers
+from app.services.sse import EventName, sse_event
+
+logger = logging.getLogger(__name__)
+
+CLIENT_GONE = "The connection closed before the answer was finished; this is the part that arrived."
+INTERNAL_ERROR = "Something went wrong on the server while answering. Please try again."
+TITLE_LENGTH = 80
+
+Emit = Callable[[EventName, dict[str, Any]], Awaitable[None]]
+
+
+class NotFound(LookupError):
+    """A conversation or project that does not exist or is not the user's (answered 404)."""
+
+
+# --- setting up a turn (in the request, before streaming starts) ----------------------------
+def auto_title(question: str) -> str:
+    """The first question, on one line, cut at a word boundary."""
+    title = " ".join(question.split())
+    if len(title) <= TITLE_LENGTH:
+        return title
+    cut = title[: TITLE_LENGTH - 1].rsplit(" ", 1)[0]
+    return cut + "…"
+
+
+async def open_conversation(
+    session: AsyncSession, user_id: uuid.UUID, request: ChatRequest
+) -> Conversation:
+    """The conversation this question belongs to: the given one (if it is the user's) or a
+    new one titled after the question. Raises NotFound for foreign or unknown ids."""
+    if request.project_id is not None:
+        project = await session.get(Project, request.project_id)
+        if project is None or project.owner_id != user_id:
+            raise NotFound("Project not found")
+    if request.conversation_id is not None:
+        conversation = await session.get(Conversation, request.conversation_id)
+        if conversation is None or conversation.user_id != user_id:
+            raise NotFound("Conversation not found")
+        if request.project_id is not None and conversation.project_id != request.project_id:
+            raise NotFound("Conversation not found in this project")
+        return conversation
+    conversation = Conversation(
+        user_id=user_id,
+        project_id=request.project_id,
+        title=auto_title(request.message),
+        title_is_auto=True,
+        message_count=0,
+    )
+    session.add(conversation)
+    await session.commit()
+    return conversation
+
+
+# --- per-conversation ordering ---------------------------------------------------------------
+_locks: weakref.WeakValueDictionary[uuid.UUID, asyncio.Lock] = weakref.WeakValueDictionary()
+
+
+def conversation_lock(conversation_id: uuid.UUID) -> asyncio.Lock:
+    lock = _locks.get(conversation_id)
+    if lock is None:
+        lock = asyncio.Lock()
+        _locks[conversation_id] = lock
+    return lock
+
+
+async def _next_position(session: AsyncSession, conversation_id: uuid.UUID) -> int:
+    """Reserve the next message position; the row lock lasts until the caller commits."""
+    count = await session.scalar(
+        select(Conversation.message_count)
+        .where(Conversation.id == conversation_id)
+        .with_for_update()
+    )
+    if count is None:
+        raise NotFound("Conversation not found")  # deleted while we were answering
+    await session.execute(
+        update(Conversation)
+        .where(Conversation.id == conversation_id)
+        .values(message_count=count + 1, last_activity_at=func.now())
+    )
+    return count + 1
+
+
+# --- the turn --------------------------------------------------------------------------------
+@dataclass
+class TurnResult:
+    conversation_id: uuid.UUID
+    user_message_id: uuid.UUID | None = None
+    message_id: uuid.UUID | None = None
+    status: str = "failed"
+    content: str = ""
+    passages: list[Passage] = field(default_factory=list)
+    cited: list[int] = field(default_factory=list)
+    usage: Usage | None = None
+    error: LLMError | None = None
+
+
+def passage_to_dict(passage: Passage) -> dict[str, Any]:
+    return {
+        "number": passage.number,
+        "document_id": str(passage.document_id) if passage.document_id else None,
+        "document_name": passage.document_name,
+        "chunk_id": passage.chunk_id,
+        "page": passage.page,
+        "heading": passage.heading,
+        "score": passage.score,
+        "text": passage.text,
+    }
+
+
+async def find_passages(
+    session: AsyncSession, settings: Settings, request: ChatRequest, project_id: uuid.UUID | None
+) -> tuple[list[Passage], bool]:
+    """Passages for the question, numbered from 1, and whether a search ran at all."""
+    if project_id is None or not request.use_rag:
+        return [], False
+    hits = await retrieval.search(
+        session,
+        settings,
+        project_id=project_id,
+        query=request.message,
+        limit=request.max_context_chunks,
+        min_similarity=request.min_similarity,
+    )
+    return [
+        Passage(
+            number=i,
+            text=hit.text,
+            document_id=hit.document_id,
+            document_name=hit.document_name,
+            chunk_id=hit.chunk_id,
+            page=hit.page,
+            heading=hit.heading,
+            score=hit.score,
+        )
+        for i, hit in enumerate(hits, start=1)
+    ], True
+
+
+class ChatTurn:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        model: ChatModel,
+        user_id: uuid.UUID,
+        conversation: Conversation,
+        request: ChatRequest,
+    ) -> None:
+        self.settings = settings
+        self.sessionmaker = sessionmaker
+        self.model = model
+        self.user_id = user_id
+        self.conversation_id = conversation.id
+        self.project_id = conversation.project_id
+        self.title = conversation.title
+        self.request = request
+        self.model_name = request.model or settings.chat_model
+        self.result = TurnResult(conversation_id=conversation.id)
+
+    async def run(self, emit: Emit) -> TurnResult:
+        async with conversation_lock(self.conversation_id):
+            await self._save_user_message()
+            await emit(
+                "conversation",
+                {
+                    "conversation_id": str(self.conversation_id),
+                    "title": self.title,
+                    "user_message_id": str(self.result.user_message_id),
+                },
+            )
+            parts: list[str] = []
+            try:
+                await self._answer(emit, parts)
+            except asyncio.CancelledError:
+                # The browser went away: the model stream is already closed (cancellation
+                # went through it); keep what arrived. Shielded: a second cancel (shutdown)
+                # must not lose it.
+                await asyncio.shield(self._save_answer(parts, error_message=CLIENT_GONE))
+                raise
+            except Exception:
+                logger.exception("chat turn failed in conversation %s", self.conversation_id)
+                self.result.error = LLMError(INTERNAL_ERROR)
+                await self._save_answer(parts, error_message=INTERNAL_ERROR)
+                await emit(
+                    "error", {"message": INTERNAL_ERROR, "retryable": True, "kind": "internal"}
+                )
+            await emit(
+                "done",
+                {
+                    "message_id": str(self.result.message_id),
+                    "status": self.result.status,
+                    "cited": self.result.cited,
+                },
+            )
+        return self.result
+
+    async def _answer(self, emit: Emit, parts: list[str]) -> None:
+        async with self.sessionmaker() as session:
+            passages, searched = await find_passages(
+                session, self.settings, self.request, self.project_id
+            )
+            history = await self._history(session)
+        self.result.passages = passages
+        await emit("sources", {"sources": [passage_to_dict(p) for p in passages]})
+
+        prompt = build_prompt(
+            self.request.message,
+            passages=passages,
+            history=history,
+            history_limit=self.settings.chat_history_messages,
+            token_budget=self.settings.chat_context_token_budget,
+            searched=searched,
+        )
+        model_request = ModelRequest(
+            system=prompt.system,
+            messages=prompt.messages,
+            model=self.model_name,
+            max_tokens=self.settings.chat_max_tokens,
+            temperature=self.request.temperature,
+            passages=prompt.passages,
+            question=self.request.message,
+        )
+        usage: Usage | None = None
+        error: LLMError | None = None
+        try:
+            async for event in self.model.stream(model_request):
+                if isinstance(event, TextDelta):
+                    parts.append(event.text)
+                    await emit("token", {"text": event.text})
+                else:
+                    usage = event
+        except LLMError as exc:
+            error = exc
+        self.result.usage = usage
+        self.result.error = error
+        await self._save_answer(parts, error_message=error.message if error else None)
+        if usage is not None:
+            await emit(
+                "usage",
+                {
+                    "input_tokens": usage.input_tokens,
+                    "output_tokens": usage.output_tokens,
+                    "model": self.model_name,
+                    "offline": self.model.offline,
+                },
+            )
+        if error is not None:
+            await emit(
+                "error",
+                {"message": error.message, "retryable": error.retryable, "kind": error.kind},
+            )
+
+    async def _save_user_message(self) -> None:
+        async with self.sessionmaker() as session:
+            position = await _next_position(session, self.conversation_id)
+            message = Message(
+                conversation_id=self.conversation_id,
+                position=position,
+                role="user",
+                content=self.request.message,
+                status="complete",
+            )
+            session.add(message)
+            await session.commit()
+        self.result.user_message_id = message.id
+        self._user_position = position
+
+    async def _history(self, session: AsyncSession) -> list[HistoryMessage]:
+        limit = self.settings.chat_history_messages
+        if limit == 0:
+            return []
+        rows = (
+            await session.scalars(
+                select(Message)
+                .where(
+                    Message.conversation_id == self.conversation_id,
+                    Message.position < self._user_position,
+                )
+                .order_by(Message.position.desc())
+                .limit(limit)
+            )
+        ).all()
+        return [
+            HistoryMessage(role=m.role, content=m.content, incomplete=m.status != "complete")
+            for m in reversed(rows)
+        ]
+
+    async def _save_answer(self, parts: list[str], *, error_message: str | None) -> None:
+        """The answer, its citations and its usage, in one transaction."""
+        if self.result.message_id is not None:
+            return  # already saved (a disconnect right after the end)
+        content = "".join(parts)
+        usage = self.result.usage
+        status = "complete" if error_message is None else "incomplete" if content else "failed"
+        passages = self.result.passages
+        cited = cited_numbers(content, len(passages))
+        async with self.sessionmaker() as session:
+            position = await _next_position(session, self.conversation_id)
+            message = Message(
+                conversation_id=self.conversation_id,
+                position=position,
+                role="assistant",
+                content=content,
+                status=status,
+                error=error_message,
+                model=None if self.model.offline else self.model_name,
+                offline=self.model.offline,
+                input_tokens=usage.input_tokens if usage else None,
+                output_tokens=usage.output_tokens if usage else None,
+            )
+            message.sources = [
+                MessageSource(
+                    number=p.number,
+                    cited=p.number in cited,
+                    document_id=p.document_id,
+                    chunk_id=p.chunk_id,
+                    document_name=p.document_name,
+                    page=p.page,
+                    heading=p.heading,
+                    score=p.score,
+                    text=p.text,
+                )
+                for p in passages
+            ]
+            session.add(message)
+            await session.commit()
+        self.result.message_id = message.id
+        self.result.status = status
+        self.result.content = content
+        self.result.cited = sorted(cited)
+
+
+# --- running a turn for a streaming response -------------------------------------------------
+# Turns still saving after their client left; kept so they are not garbage-collected and
+# so shutdown can wait for them (`wait_for_turns`).
+_running: set[asyncio.Task[TurnResult]] = set()
+
+
+async def stream_turn(turn: ChatTurn) -> AsyncIterator[ServerSentEvent]:
+    """Run `turn` in its own task and yield its events; cancel it if the client leaves."""
+    queue: asyncio.Queue[ServerSentEvent | None] = asyncio.Queue()
+
+    async def emit(name: EventName, data: dict[str, Any]) -> None:
+        queue.put_nowait(sse_event(name, data))
+
+    task = asyncio.create_task(turn.run(emit), name=f"chat-turn-{turn.conversation_id}")
+    _running.add(task)
+    task.add_done_callback(_running.discard)
+    task.add_done_callback(lambda _: queue.put_nowait(None))
+    try:
+        while (item := await queue.get()) is not None:
+            yield item
+    finally:
+        if not task.done():
+            task.cancel()
+
+
+async def wait_for_turns(grace_seconds: float = 10.0) -> None:
+    """Let turns whose client left finish saving (called at shutdown)."""
+    if _running:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                asyncio.gather(*_running, return_exceptions=True), timeout=grace_seconds
+            )

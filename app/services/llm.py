@@ -1,0 +1,337 @@
+"""Streaming answers from Claude, with every failure turned into a typed, human error.
+
+Why the `anthropic` SDK directly and not LlamaIndex's Anthropic LLM: the chat needs
+things that wrapper hides or decides for us: (1) the raw stream events, to read the
+input/output token usage that `message_start`/`message_delta` carry; (2) control of
+retries, because a retry is only safe *before* the first token reached the user
+(LlamaIndex retries whole calls, and an `event: error` mid-stream would be retried
+after text was already shown); (3) the SDK's exception classes, to tell a rate limit
+from an overload from a timeout; (4) closing the HTTP response when the browser goes
+away, so no tokens are paid for nobody. The SDK does all four in a few lines.
+
+The module exposes one small interface, `ChatModel.stream(ModelRequest)`, an async
+iterator of `TextDelta` and a final `Usage`. Two implementations exist:
+`AnthropicChatModel` here and `OfflineChatModel` (app/services/offline_answer.py),
+used when no API key is configured. `get_chat_model()` picks one from the settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import anthropic
+import httpx
+
+from app.core.config import Settings
+
+logger = logging.getLogger(__name__)
+
+
+# --- what a model stream yields -------------------------------------------------------------
+@dataclass(frozen=True)
+class TextDelta:
+    """A piece of the answer, in order."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Sent once, last: tokens billed for the whole answer and why it stopped."""
+
+    input_tokens: int
+    output_tokens: int
+    stop_reason: str | None = None
+
+
+LLMEvent = TextDelta | Usage
+
+
+@dataclass
+class ModelRequest:
+    """Everything a model needs for one answer.
+
+    `passages` and `question` are there for the offline model, which answers
+    from them directly; Claude reads them from `system` and `messages`.
+    """
+
+    system: str
+    messages: list[dict[str, str]]
+    model: str
+    max_tokens: int
+    temperature: float = 0.2
+    passages: list[Any] = field(default_factory=list)  # list[prompt.Passage]
+    question: str = ""
+
+
+class ChatModel(Protocol):
+    #: True when answers are not written by a language model (the offline mode).
+    offline: bool
+
+    def stream(self, request: ModelRequest) -> AsyncIterator[LLMEvent]: ...
+
+
+# --- errors ----------------------------------------------------------------------------------
+class LLMError(Exception):
+    """A model call failed. `message` is for a person; `retryable` says if trying again helps."""
+
+    kind = "model_error"
+    retryable = True
+
+    def __init__(self, message: str, *, retryable: bool | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if retryable is not None:
+            self.retryable = retryable
+        # Seconds the API asked us to wait (429's retry-after), if it said.
+        self.retry_after: float | None = None
+
+
+class LLMRateLimited(LLMError):
+    kind = "rate_limited"
+
+
+class LLMOverloaded(LLMError):
+    kind = "overloaded"
+
+
+class LLMUnavailable(LLMError):
+    """5xx, connection refused/reset: the service or the network is down."""
+
+    kind = "unavailable"
+
+
+class LLMTimeout(LLMError):
+    kind = "timeout"
+
+
+class LLMStreamInterrupted(LLMError):
+    """The API sent an `event: error` in the middle of a stream (the SDK raises
+    APIStatusError with status 200 for it)."""
+
+    kind = "stream_interrupted"
+
+
+class LLMRejected(LLMError):
+    """4xx other than 429: the request or the configuration is wrong; retrying won't help."""
+
+    kind = "rejected"
+    retryable = False
+
+
+_ERROR_TYPE_TO_CLASS: dict[str, type[LLMError]] = {
+    "rate_limit_error": LLMRateLimited,
+    "overloaded_error": LLMOverloaded,
+    "api_error": LLMUnavailable,
+    "timeout_error": LLMTimeout,
+}
+
+
+def _error_type(body: object) -> str | None:
+    """Anthropic's error envelope: {"type": "error", "error": {"type": ..., "message": ...}}."""
+    if isinstance(body, dict):
+        inner = body.get("error")
+        if isinstance(inner, dict):
+            value = inner.get("type")
+            return value if isinstance(value, str) else None
+    return None
+
+
+def map_error(exc: BaseException) -> LLMError:
+    """Turn an SDK exception into an LLMError a person can act on."""
+    if isinstance(exc, anthropic.APITimeoutError | httpx.TimeoutException):
+        return LLMTimeout("The model took too long to answer. Please try again.")
+    if isinstance(exc, httpx.HTTPError):
+        return LLMUnavailable("The connection to the model service broke off. Please try again.")
+    if isinstance(exc, anthropic.APIConnectionError):
+        return LLMUnavailable(
+            "The model service could not be reached. Check the server's network, then try again."
+        )
+    if isinstance(exc, anthropic.APIStatusError):
+        status = exc.status_code
+        kind = _error_type(exc.body)
+        if status == 200:
+            # `event: error` inside a 200 stream: the error type says what happened.
+            cls = _ERROR_TYPE_TO_CLASS.get(kind or "", LLMStreamInterrupted)
+            detail = {
+                LLMOverloaded: "the model service is overloaded",
+                LLMRateLimited: "the rate limit was reached",
+            }.get(cls, "the model service reported an error")
+            error: LLMError = LLMStreamInterrupted(
+                f"The answer was interrupted because {detail}. Please try again in a moment."
+            )
+            error.kind = f"stream_interrupted:{kind or 'unknown'}"  # type: ignore[misc]
+            return error
+        if status == 429:
+            error = LLMRateLimited(
+                "The model's rate limit was reached. Please wait a minute and try again."
+            )
+            error.retry_after = _retry_after(exc.response)
+            return error
+        if status == 529 or kind == "overloaded_error":
+            return LLMOverloaded(
+                "The model service is overloaded right now. Please try again shortly."
+            )
+        if status in (401, 403):
+            return LLMRejected(
+                "The Anthropic API key was rejected. "
+                "An administrator needs to check ANTHROPIC_API_KEY."
+            )
+        if status == 404:
+            return LLMRejected("The chosen model is not available with this Anthropic account.")
+        if status == 413:
+            return LLMRejected("The question and its context are too large for the model.")
+        if status >= 500:
+            return LLMUnavailable(
+                f"The model service had an internal error (HTTP {status}). Please try again."
+            )
+        return LLMRejected(f"The model service refused the request (HTTP {status}).")
+    return LLMError(f"The model call failed unexpectedly ({type(exc).__name__}).")
+
+
+def _retry_after(response: httpx.Response | None) -> float | None:
+    if response is None:
+        return None
+    try:
+        return float(response.headers.get("retry-after", ""))
+    except ValueError:
+        return None
+
+
+# --- Claude ----------------------------------------------------------------------------------
+class AnthropicChatModel:
+    """Claude over the Messages API, streamed; retries with backoff only before the first token."""
+
+    offline = False
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        base_url: str | None = None,
+        timeout_seconds: float = 60.0,
+        max_retries: int = 2,
+        retry_backoff_seconds: float = 0.5,
+        max_retry_wait_seconds: float = 10.0,
+    ) -> None:
+        self.max_retries = max_retries
+        self.retry_backoff_seconds = retry_backoff_seconds
+        self.max_retry_wait_seconds = max_retry_wait_seconds
+        # The SDK's own retries are off: ours know whether text already went out.
+        # The read timeout bounds both "no answer at all" and "stalled mid-stream".
+        self._client = anthropic.AsyncAnthropic(
+            api_key=api_key,
+            base_url=base_url,
+            max_retries=0,
+            timeout=httpx.Timeout(timeout_seconds, connect=min(10.0, timeout_seconds)),
+        )
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    def _backoff(self, attempt: int, error: LLMError) -> float:
+        if error.retry_after is not None:
+            return min(error.retry_after, self.max_retry_wait_seconds)
+        base = self.retry_backoff_seconds * (2**attempt)
+        return min(base * (0.5 + random.random()), self.max_retry_wait_seconds)  # noqa: S311 (jitter)
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[LLMEvent]:
+        attempt = 0
+        while True:
+            sent_text = False
+            try:
+                async for event in self._stream_once(request):
+                    if isinstance(event, TextDelta):
+                        sent_text = True
+                    yield event
+                return
+            # httpx errors: the SDK only wraps those of the initial request; a read
+            # timeout or a dropped connection while iterating the stream comes raw.
+            except (anthropic.APIError, httpx.HTTPError) as exc:
+                error = map_error(exc)
+                cause: BaseException = exc
+            if sent_text or not error.retryable or attempt >= self.max_retries:
+                raise error from cause
+            delay = self._backoff(attempt, error)
+            logger.warning(
+                "model call failed before the first token (%s); retry %d/%d in %.2fs",
+                error.kind,
+                attempt + 1,
+                self.max_retries,
+                delay,
+            )
+            await asyncio.sleep(delay)
+            attempt += 1
+
+    async def _stream_once(self, request: ModelRequest) -> AsyncIterator[LLMEvent]:
+        input_tokens = output_tokens = 0
+        stop_reason: str | None = None
+        stream = await self._client.messages.create(
+            model=request.model,
+            max_tokens=request.max_tokens,
+            temperature=request.temperature,
+            system=request.system,
+            messages=request.messages,  # type: ignore[arg-type]
+            stream=True,
+        )
+        # `async with` closes the HTTP response whenever we leave, including when the
+        # consumer stops iterating or is cancelled: that is what stops the upstream stream.
+        async with stream:
+            async for event in stream:
+                if event.type == "message_start":
+                    input_tokens = event.message.usage.input_tokens
+                    output_tokens = event.message.usage.output_tokens
+                elif event.type == "content_block_delta" and event.delta.type == "text_delta":
+                    yield TextDelta(event.delta.text)
+                elif event.type == "message_delta":
+                    output_tokens = event.usage.output_tokens
+                    stop_reason = event.delta.stop_reason
+        yield Usage(input_tokens=input_tokens, output_tokens=output_tokens, stop_reason=stop_reason)
+
+
+async def collect(model: ChatModel, request: ModelRequest) -> tuple[str, Usage]:
+    """The whole answer at once (for `POST /api/chat` and artifacts)."""
+    parts: list[str] = []
+    usage = Usage(0, 0)
+    async for event in model.stream(request):
+        if isinstance(event, TextDelta):
+            parts.append(event.text)
+        else:
+            usage = event
+    return "".join(parts), usage
+
+
+_models: dict[tuple[Any, ...], ChatModel] = {}
+
+
+def get_chat_model(settings: Settings) -> ChatModel:
+    """Claude when ANTHROPIC_API_KEY is set, else the offline model. One client per config,
+    so HTTP connections to the API are pooled across requests."""
+    from app.services.offline_answer import OfflineChatModel
+
+    if settings.anthropic_api_key is None or not settings.anthropic_api_key.get_secret_value():
+        key: tuple[Any, ...] = ("offline",)
+        if key not in _models:
+            _models[key] = OfflineChatModel()
+        return _models[key]
+    key = (
+        settings.anthropic_api_key.get_secret_value(),
+        settings.anthropic_base_url,
+        settings.chat_timeout_seconds,
+        settings.chat_max_retries,
+        settings.chat_retry_backoff_seconds,
+    )
+    if key not in _models:
+        _models[key] = AnthropicChatModel(
+            api_key=settings.anthropic_api_key.get_secret_value(),
+            base_url=settings.anthropic_base_url,
+            timeout_seconds=settings.chat_timeout_seconds,
+            max_retries=settings.chat_max_retries,
+            retry_backoff_seconds=settings.chat_retry_backoff_seconds,
+        )
+    return _models[key]
