@@ -16,4 +16,13 @@ from fastapi import FastAPI
 LifecycleHook = Callable[[FastAPI], Awaitable[None]]
 
 STARTUP_HOOKS: list[LifecycleHook] = []
-SHUTDOWN_HOOKS: list[LifecycleHook] = []
+
+
+async def _finish_chat_turns(app: FastAPI) -> None:
+    # Answers whose browser left are still being saved: let them finish (bounded).
+    from app.services.chat import wait_for_turns
+
+    await wait_for_turns()
+
+
+SHUTDOWN_HOOKS: list[LifecycleHook] = [_finish_chat_turns]

@@ -5,8 +5,21 @@ Add one import line per new model module.
 """
 
 from app.models.base import Base
+from app.models.conversation import Artifact, ArtifactVersion, Conversation, Message, MessageSource
 from app.models.document import Document, DocumentStatus
 from app.models.project import Project
 from app.models.user import RefreshToken, User
 
-__all__ = ["Base", "Document", "DocumentStatus", "Project", "RefreshToken", "User"]
+__all__ = [
+    "Artifact",
+    "ArtifactVersion",
+    "Base",
+    "Conversation",
+    "Document",
+    "DocumentStatus",
+    "Message",
+    "MessageSource",
+    "Project",
+    "RefreshToken",
+    "User",
+]

@@ -160,11 +160,11 @@ async def find_passages(
         return [], False
     hits = await retrieval.search(
         session,
-        settings,
-        project_id=project_id,
-        query=request.message,
-        limit=request.max_context_chunks,
+        project_id,
+        request.message,
+        top_k=request.max_context_chunks,
         min_similarity=request.min_similarity,
+        settings=settings,
     )
     return [
         Passage(
@@ -175,7 +175,7 @@ async def find_passages(
             chunk_id=hit.chunk_id,
             page=hit.page,
             heading=hit.heading,
-            score=hit.score,
+            score=round(hit.similarity, 4),  # cosine similarity: what people understand
         )
         for i, hit in enumerate(hits, start=1)
     ], True

@@ -5,10 +5,13 @@ and add it here (one import, one list entry).
 
 from fastapi import APIRouter
 
-from app.api.routes import auth, health, projects
+from app.api.routes import artifacts, auth, chat, conversations, health, projects
 
 API_ROUTERS: list[APIRouter] = [
     health.router,
     auth.router,
     projects.router,
+    chat.router,
+    conversations.router,
+    artifacts.router,
 ]
