@@ -8,6 +8,7 @@ command: ``alembic -c app/migrations/alembic.ini upgrade head``.)
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from alembic import command
@@ -33,9 +34,11 @@ def alembic_config(settings: Settings | None = None) -> Config:
     return config
 
 
-def script_heads() -> set[str]:
-    """Revision ids of the newest migration(s) shipped with this code."""
-    return set(ScriptDirectory(str(MIGRATIONS_DIR)).get_heads())
+@functools.cache
+def script_heads() -> frozenset[str]:
+    """Revision ids of the newest migration(s) shipped with this code (read once: the
+    scripts do not change while the process runs)."""
+    return frozenset(ScriptDirectory(str(MIGRATIONS_DIR)).get_heads())
 
 
 def database_revisions(connection: Connection) -> set[str]:

@@ -4,17 +4,35 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, EmailStr, Field
+from email_validator import EmailNotValidError, validate_email
+from pydantic import AfterValidator, BaseModel, Field
 
 PASSWORD_MIN_LENGTH = 10
 PASSWORD_MAX_LENGTH = 256  # argon2 takes any length; the cap keeps hashing cost bounded
 
 
-def _normalise_email(value: str) -> str:
-    return value.strip().lower()
+def _validate_email(value: str) -> str:
+    """A syntactically valid address, normalised and lower-cased.
+
+    Unlike pydantic's EmailStr, intranet domains without a public suffix
+    (``ann@wiki.internal``) and the reserved ``.test`` domain used by demos
+    (``demo@knowledgetree.test``) are accepted: a self-hosted appliance often lives on
+    an intranet, and it never sends mail to these addresses. No DNS lookups are made.
+    """
+    try:
+        result = validate_email(
+            value, check_deliverability=False, globally_deliverable=False, test_environment=True
+        )
+    except EmailNotValidError as error:
+        raise ValueError(f"value is not a valid e-mail address: {error}") from None
+    return result.normalized.lower()
 
 
-Email = Annotated[EmailStr, AfterValidator(_normalise_email)]
+Email = Annotated[
+    str,
+    Field(max_length=320, json_schema_extra={"format": "email"}),
+    AfterValidator(_validate_email),
+]
 NewPassword = Annotated[
     str,
     Field(

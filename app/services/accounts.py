@@ -14,7 +14,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings
@@ -82,7 +82,16 @@ async def authenticate(session: AsyncSession, email: str, password: str) -> User
 
 
 async def issue_token_pair(session: AsyncSession, user: User, settings: Settings) -> TokenPair:
-    """A new access token and a new (stored) refresh token for ``user``; commits."""
+    """A new access token and a new (stored) refresh token for ``user``; commits.
+
+    Expired tokens of the user are deleted on the way: they can no longer be used
+    nor reused, so keeping them only grows the table.
+    """
+    await session.execute(
+        delete(RefreshToken).where(
+            RefreshToken.user_id == user.id, RefreshToken.expires_at < func.now()
+        )
+    )
     token_id = uuid.uuid4()
     refresh_token, expires_at = create_refresh_token(user.id, token_id, settings)
     session.add(

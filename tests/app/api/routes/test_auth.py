@@ -68,6 +68,20 @@ async def test_weak_password_is_422_naming_the_field(client):
     assert ("body", "password") in _field_errors(response)
 
 
+async def test_intranet_and_demo_domains_are_accepted(client):
+    for email in ("demo@knowledgetree.test", "ann@wiki.internal"):
+        response = await client.post(REGISTER, json={"email": email, "password": TEST_PASSWORD})
+        assert response.status_code == 201, response.text
+
+
+async def test_expired_refresh_tokens_are_deleted_at_login(client, user_factory, db_session):
+    user = await user_factory()
+    await db_session.execute(text("UPDATE refresh_tokens SET expires_at = now() - interval '1 s'"))
+    await db_session.commit()
+    await client.post(LOGIN, json={"email": user.email, "password": user.password})
+    assert len((await db_session.scalars(select(RefreshToken))).all()) == 1
+
+
 async def test_invalid_email_is_422(client):
     response = await client.post(
         REGISTER, json={"email": "not-an-email", "password": TEST_PASSWORD}
