@@ -8,6 +8,10 @@ Where to plug things in (each is one list):
 * routers: ``app.api.routes.API_ROUTERS`` (mounted under ``/api``);
 * readiness checks: ``app.core.readiness.READINESS_CHECKS``;
 * start-up/shutdown work: ``app.core.lifecycle.STARTUP_HOOKS`` / ``SHUTDOWN_HOOKS``.
+
+Paths outside ``/api``: ``/healthz``, ``/readyz`` (load balancer, blue-green switch),
+``/metrics`` (Prometheus, on the app port only) and ``/docs`` (OpenAPI UI; the
+schema itself is ``/api/openapi.json``).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from app.core import lifecycle
 from app.core.config import Settings, get_settings
 from app.core.db import dispose_engines
 from app.core.logging import configure_logging
+from app.core.metrics import MetricsMiddleware, metrics_endpoint
 from app.core.readiness import READINESS_CHECKS
 
 logger = logging.getLogger(__name__)
@@ -94,10 +99,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type"],
         )
 
+    app.add_middleware(MetricsMiddleware, api_prefix=API_PREFIX)
+
     for router in API_ROUTERS:
         app.include_router(router, prefix=API_PREFIX)
-    # Load balancers and the blue-green switch probe the root paths.
+    # Load balancers and the blue-green switch probe the root paths; Prometheus
+    # scrapes /metrics on the app port (nginx only exposes /api).
     app.include_router(health.router, include_in_schema=False)
+    app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
     return app
 
 

@@ -111,7 +111,7 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(180)
 def test_serve_answers_health_and_readiness(settings):
     port = _free_port()
     server = subprocess.Popen(
@@ -122,7 +122,7 @@ def test_serve_answers_health_and_readiness(settings):
         cwd="/",
     )
     try:
-        deadline = time.monotonic() + 45
+        deadline = time.monotonic() + 150  # start-up loads the embedding model
         while True:
             try:
                 health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from app.main import create_app
@@ -81,3 +83,18 @@ async def test_a_failing_custom_check_makes_readyz_503(app, client):
         "ok": False,
         "detail": "embedding model not loaded yet",
     }
+
+
+async def test_metrics_count_requests_by_route_template(client, user_factory):
+    user = await user_factory()
+    for _ in range(2):
+        await client.get(f"/api/projects/{uuid.uuid4()}", headers=user.headers)
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    text = response.text
+    assert 'route="/api/projects/{project_id}",status="404"' in text
+    assert "knowledgetree_http_request_duration_seconds_bucket" in text
+    assert str(uuid.uuid4())[:8] not in text  # raw ids never become labels
+    # Not reachable through the public /api prefix.
+    assert (await client.get("/api/metrics")).status_code == 404
