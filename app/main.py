@@ -21,8 +21,9 @@ import logging
 from collections.abc import AsyncIterator
 from importlib.metadata import PackageNotFoundError, version
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
 
 from app.api.routes import API_ROUTERS, health
 from app.core import lifecycle
@@ -57,6 +58,15 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         await dispose_engines()
 
 
+async def _internal_error(request: Request, error: Exception) -> JSONResponse:
+    """Unexpected errors: a JSON body like every other error (details go to the log and
+    Sentry, never to the client)."""
+    logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=error)
+    return JSONResponse(
+        status_code=500, content={"detail": "Internal server error; it has been logged"}
+    )
+
+
 def _init_sentry(settings: Settings, release: str) -> None:
     if not settings.sentry_dsn:
         return
@@ -88,6 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url=f"{API_PREFIX}/openapi.json",
     )
     app.state.settings = settings
+    app.add_exception_handler(Exception, _internal_error)
     app.state.readiness_checks = dict(READINESS_CHECKS)
 
     if settings.cors_origins:

@@ -15,6 +15,7 @@ import uuid
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings
@@ -58,7 +59,7 @@ async def register_user(
     session.add(user)
     try:
         await session.commit()
-    except Exception as error:  # two registrations racing for the same address
+    except IntegrityError as error:  # two registrations racing for the same address
         await session.rollback()
         if await get_user_by_email(session, email) is not None:
             raise EmailAlreadyRegisteredError(email) from error
@@ -154,8 +155,23 @@ async def rotate_refresh_token(
 
 
 async def logout(session: AsyncSession, refresh_token: str, settings: Settings) -> None:
-    """Revoke a refresh token (logging out that device)."""
-    await _revoke(session, refresh_token, settings)
+    """Revoke a refresh token (logging out that device).
+
+    Idempotent: logging out twice (a double click, a retried request) is not treated
+    as token reuse. The token must still carry a valid signature.
+    """
+    try:
+        decode_token(refresh_token, settings, "refresh")
+    except InvalidTokenError as error:
+        raise AuthenticationError(str(error)) from None
+    await session.execute(
+        update(RefreshToken)
+        .where(
+            RefreshToken.token_hash == token_digest(refresh_token),
+            RefreshToken.revoked_at.is_(None),
+        )
+        .values(revoked_at=func.now())
+    )
     await session.commit()
 
 

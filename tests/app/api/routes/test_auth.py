@@ -250,6 +250,21 @@ async def test_logout_revokes_the_refresh_token(client, user_factory):
     assert response.status_code == 401
 
 
+async def test_logout_twice_is_harmless_and_keeps_other_sessions(client, user_factory):
+    user = await user_factory()
+    other = (await client.post(LOGIN, json={"email": user.email, "password": user.password})).json()
+    for _ in range(2):
+        response = await client.post(LOGOUT, json={"refresh_token": user.refresh_token})
+        assert response.status_code == 204
+    response = await client.post(REFRESH, json={"refresh_token": other["refresh_token"]})
+    assert response.status_code == 200
+
+
+async def test_logout_with_a_forged_token_is_401(client):
+    response = await client.post(LOGOUT, json={"refresh_token": "forged"})
+    assert response.status_code == 401
+
+
 async def test_registration_can_be_closed(app, client, settings):
     app.state.settings = settings.model_copy(update={"registration_open": False})
     response = await client.post(

@@ -98,3 +98,20 @@ async def test_metrics_count_requests_by_route_template(client, user_factory):
     assert str(uuid.uuid4())[:8] not in text  # raw ids never become labels
     # Not reachable through the public /api prefix.
     assert (await client.get("/api/metrics")).status_code == 404
+
+
+async def test_unexpected_errors_answer_json_500(settings):
+    import httpx
+
+    app = create_app(settings)
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("secret internal detail")
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        response = await c.get("/boom")
+    assert response.status_code == 500
+    assert response.json() == {"detail": "Internal server error; it has been logged"}
+    assert "secret internal detail" not in response.text
