@@ -14,16 +14,25 @@ live_chat_server a real uvicorn server on 127.0.0.1 running chat_app, for tests 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import socket
+import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 
 import httpx
 import pytest
 import uvicorn
 from pydantic import SecretStr
+from sqlalchemy import text
 
 from app.core.config import Settings
+from app.core.db import get_sessionmaker
 from app.main import create_app
+from app.models.document import Document
+from app.services import embeddings
+from app.services.retrieval import vector_literal
 from tests.fakes.anthropic_server import FakeAnthropicServer
 
 FAKE_API_KEY = "sk-ant-test-key"
@@ -96,3 +105,93 @@ async def live_chat_server(chat_app) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, timeout=15)
+
+
+# --- a project with indexed passages -----------------------------------------------------
+# Three short "documents" whose passages the retrieval finds for the questions below.
+CORPUS = {
+    "refund-policy.pdf": [
+        (
+            1,
+            "Refunds",
+            "Customers may ask for a refund within 30 days of delivery. "
+            "Refunds are paid back to the original card within five business days.",
+        ),
+        (2, "Exchanges", "Exchanges are free of charge for unworn items with their tags."),
+    ],
+    "shipping.md": [
+        (
+            None,
+            "Delivery times",
+            "Standard shipping takes three to five days. "
+            "Express shipping arrives the next business day if ordered before noon.",
+        ),
+    ],
+    "lighthouse.txt": [
+        (None, None, "The lighthouse keeper climbs 217 steps every evening to light the lamp."),
+    ],
+}
+
+
+@dataclass
+class IndexedProject:
+    id: uuid.UUID
+    document_ids: dict[str, uuid.UUID]
+
+
+async def index_project(
+    client: httpx.AsyncClient, headers: dict[str, str], settings: Settings, name: str = "Shop"
+) -> IndexedProject:
+    """A project of `headers`' user with CORPUS stored as ready documents and embedded chunks
+    (real embeddings from the packaged model, written where the ingestion writes them)."""
+    response = await client.post("/api/projects", json={"name": name}, headers=headers)
+    assert response.status_code == 201, response.text
+    project_id = uuid.UUID(response.json()["id"])
+    owner_id = uuid.UUID((await client.get("/api/auth/me", headers=headers)).json()["id"])
+    texts = [text for passages in CORPUS.values() for _, _, text in passages]
+    vectors = await asyncio.to_thread(embeddings.embed_texts, texts, settings)
+    vector_iter = iter(vectors)
+    document_ids: dict[str, uuid.UUID] = {}
+    async with get_sessionmaker(settings)() as session:
+        for filename, passages in CORPUS.items():
+            document = Document(
+                project_id=project_id,
+                owner_id=owner_id,
+                filename=filename,
+                content_type="text/plain",
+                kind="text",
+                size_bytes=100,
+                sha256=hashlib.sha256(f"{project_id}{filename}".encode()).hexdigest(),
+                storage_path=f"{project_id}/{filename}",
+                status="ready",
+                progress=100,
+                chunk_count=len(passages),
+            )
+            session.add(document)
+            await session.flush()
+            document_ids[filename] = document.id
+            for index, (page, heading, text_) in enumerate(passages):
+                metadata = {
+                    "project_id": str(project_id),
+                    "document_id": str(document.id),
+                    "owner_id": str(owner_id),
+                    "filename": filename,
+                    "page": page,
+                    "heading": heading,
+                    "chunk_index": index,
+                }
+                await session.execute(
+                    text(
+                        "INSERT INTO data_chunks (text, metadata_, node_id, embedding) "
+                        "VALUES (:text, CAST(:metadata AS jsonb), :node_id, "
+                        "CAST(:embedding AS vector))"
+                    ),
+                    {
+                        "text": text_,
+                        "metadata": json.dumps(metadata),
+                        "node_id": str(uuid.uuid4()),
+                        "embedding": vector_literal(next(vector_iter)),
+                    },
+                )
+        await session.commit()
+    return IndexedProject(id=project_id, document_ids=document_ids)

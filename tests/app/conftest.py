@@ -56,6 +56,9 @@ from app.core.config import Settings, get_settings
 from app.core.db import dispose_engines, get_engine, get_sessionmaker
 from app.main import create_app
 
+# The chat tests' fixtures (Anthropic stand-in, chat apps, an indexed project).
+pytest_plugins = ["tests.app.chat_fixtures"]
+
 TEST_SECRET_KEY = "test-secret-key-that-is-long-enough-0123456789"
 TEST_PASSWORD = "correct horse battery staple"
 
