@@ -15,7 +15,20 @@ from fastapi import FastAPI
 
 LifecycleHook = Callable[[FastAPI], Awaitable[None]]
 
-STARTUP_HOOKS: list[LifecycleHook] = []
+async def _start_ingest_worker(app: FastAPI) -> None:
+    # Loads the embedding model, re-queues interrupted documents, starts the worker.
+    from app.services.ingest import start_worker
+
+    await start_worker(app)
+
+
+async def _stop_ingest_worker(app: FastAPI) -> None:
+    from app.services.ingest import stop_worker
+
+    await stop_worker(app)
+
+
+STARTUP_HOOKS: list[LifecycleHook] = [_start_ingest_worker]
 
 
 async def _finish_chat_turns(app: FastAPI) -> None:
@@ -25,4 +38,4 @@ async def _finish_chat_turns(app: FastAPI) -> None:
     await wait_for_turns()
 
 
-SHUTDOWN_HOOKS: list[LifecycleHook] = [_finish_chat_turns]
+SHUTDOWN_HOOKS: list[LifecycleHook] = [_finish_chat_turns, _stop_ingest_worker]

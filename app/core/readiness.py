@@ -41,9 +41,16 @@ async def check_migrations(app: FastAPI) -> str:
     return f"at head {', '.join(sorted(expected))}"
 
 
+async def _check_embedding_model(app: FastAPI) -> str:
+    from app.services.ingest import check_embedding_model
+
+    return await check_embedding_model(app)
+
+
 READINESS_CHECKS: dict[str, ReadinessCheck] = {
     "database": check_database,
     "migrations": check_migrations,
+    "embedding_model": _check_embedding_model,
 }
 
 

@@ -87,6 +87,11 @@ async def delete_project(session: AsyncSession, project: Project) -> None:
     # and deleting children one by one.
     await session.execute(delete(Project).where(Project.id == project.id))
     await session.commit()
+    # Documents and their chunks went with the cascade; the uploaded files are on disk.
+    from app.core.config import get_settings
+    from app.services.ingest import purge_project_files
+
+    purge_project_files(get_settings(), project.id)
 
 
 async def _commit_or_name_taken(session: AsyncSession, name: str) -> None:

@@ -5,12 +5,23 @@ and add it here (one import, one list entry).
 
 from fastapi import APIRouter
 
-from app.api.routes import artifacts, auth, chat, conversations, health, projects
+from app.api.routes import (
+    artifacts,
+    auth,
+    chat,
+    conversations,
+    documents,
+    health,
+    projects,
+    search,
+)
 
 API_ROUTERS: list[APIRouter] = [
     health.router,
     auth.router,
     projects.router,
+    documents.router,
+    search.router,
     chat.router,
     conversations.router,
     artifacts.router,

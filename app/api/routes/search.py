@@ -1,0 +1,45 @@
+"""POST /api/projects/{project_id}/search: what the chat would be given for a question."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from fastapi import APIRouter
+from fastapi.exceptions import RequestValidationError
+
+from app.api.deps import OwnedProject, SessionDep, SettingsDep
+from app.schemas.search import SearchRequest, SearchResponse, SearchResult
+from app.services import retrieval
+
+router = APIRouter(prefix="/projects/{project_id}/search", tags=["search"])
+
+
+@router.post(
+    "", response_model=SearchResponse, responses={404: {"description": "Project not found"}}
+)
+async def search_project(
+    body: SearchRequest, project: OwnedProject, session: SessionDep, settings: SettingsDep
+) -> SearchResponse:
+    """Hybrid search (vector + full-text, reciprocal rank fusion) over the project's chunks."""
+    if body.top_k is not None and body.top_k > settings.search_max_top_k:
+        # The bound is a setting, so pydantic cannot know it: same 422 shape by hand.
+        raise RequestValidationError(
+            [
+                {
+                    "type": "less_than_equal",
+                    "loc": ("body", "top_k"),
+                    "msg": f"Input should be less than or equal to {settings.search_max_top_k}",
+                    "input": body.top_k,
+                    "ctx": {"le": settings.search_max_top_k},
+                }
+            ]
+        )
+    hits = await retrieval.search(
+        session,
+        project.id,
+        body.query,
+        top_k=body.top_k,
+        min_similarity=body.min_similarity,
+        settings=settings,
+    )
+    return SearchResponse(query=body.query, results=[SearchResult(**asdict(hit)) for hit in hits])

