@@ -76,7 +76,10 @@ def _init_sentry(settings: Settings, release: str) -> None:
         dsn=settings.sentry_dsn,
         environment=settings.environment,
         release=f"knowledgetree@{release}",
-        send_default_pii=False,  # no e-mail addresses or IPs in error reports
+        # Personal data stays home: the SDK's default (no send_default_pii) sends no
+        # user identity, IPs or cookies; local variables could hold document text or
+        # passwords, so they are left out as well.
+        include_local_variables=False,
         traces_sample_rate=0.0,
     )
 
