@@ -1,6 +1,6 @@
 """The ``knowledgetree`` command.
 
-Built-in commands: ``serve``, ``migrate``, ``create-admin``. Other parts of the
+Built-in commands: ``serve``, ``migrate``, ``create-admin``, ``check-config``. Other parts of the
 app add theirs in their own module under ``app/commands/`` that defines
 ``register(cli: typer.Typer) -> None``; list that module in ``COMMAND_MODULES``
 below. Keep heavy imports (torch, LlamaIndex) inside the command functions so
@@ -14,12 +14,14 @@ from __future__ import annotations
 import asyncio
 import importlib
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import TypeAdapter, ValidationError
+from pydantic import SecretStr, TypeAdapter, ValidationError
+from sqlalchemy.engine import make_url
 
-from app.core.config import ConfigurationError, Settings, get_settings
+from app.core.config import ConfigurationError, Settings, get_settings, load_settings
 from app.schemas.auth import Email, NewPassword
 
 # Modules under app/commands that add sub-commands (each has register(cli)).
@@ -84,6 +86,36 @@ def migrate(
     except Exception as error:
         raise fail(f"Migration failed: {error}") from None
     typer.echo(f"Database is at revision {', '.join(sorted(migrations.script_heads()))}.")
+
+
+@cli.command("check-config")
+def check_config(
+    env_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--env-file",
+            exists=True,
+            dir_okay=False,
+            readable=True,
+            help="Check this .env file (plus the environment) instead of ./.env.",
+        ),
+    ] = None,
+) -> None:
+    """Validate the settings and print them (secrets masked); exit 2 if invalid.
+
+    Deployment tools can validate a new .env before installing it, e.g. Ansible's
+    ``template: ... validate: "knowledgetree check-config --env-file %s"``.
+    """
+    try:
+        settings = load_settings(_env_file=env_file) if env_file else get_settings()
+    except ConfigurationError as error:
+        raise fail(str(error), code=2) from None
+    for name, value in settings.model_dump().items():
+        if isinstance(value, SecretStr):
+            value = "********"
+        elif name == "database_url":
+            value = make_url(value).render_as_string(hide_password=True)
+        typer.echo(f"{name.upper()}={value}")
 
 
 def _read_password(password_stdin: bool) -> str:

@@ -139,3 +139,28 @@ def test_serve_answers_health_and_readiness(settings):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_check_config_prints_settings_with_secrets_masked(settings):
+    result = runner.invoke(cli, ["check-config"])
+    assert result.exit_code == 0, result.output
+    assert "SECRET_KEY=********" in result.output
+    assert settings.secret_key.get_secret_value() not in result.output
+    assert "ENVIRONMENT=test" in result.output
+    assert "MAX_UPLOAD_MB=25" in result.output
+
+
+def test_check_config_validates_an_env_file(tmp_path, monkeypatch):
+    monkeypatch.delenv("DATABASE_URL")  # the environment would win over the file
+    env_file = tmp_path / "candidate.env"
+    env_file.write_text("MAX_UPLOAD_MB=0\n")
+    result = runner.invoke(cli, ["check-config", "--env-file", str(env_file)])
+    assert result.exit_code == 2
+    assert "MAX_UPLOAD_MB Input should be greater than or equal to 1" in result.output
+
+    env_file.write_text("MAX_UPLOAD_MB=5\nDATABASE_URL=postgresql://kt:hunter2@db/kt\n")
+    result = runner.invoke(cli, ["check-config", "--env-file", str(env_file)])
+    assert result.exit_code == 0, result.output
+    assert "MAX_UPLOAD_MB=5" in result.output
+    assert "hunter2" not in result.output
+    assert "DATABASE_URL=postgresql+asyncpg://kt:***@db/kt" in result.output
