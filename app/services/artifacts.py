@@ -84,6 +84,16 @@ async def list_artifacts(
     return list((await session.scalars(query.order_by(Artifact.updated_at.desc()))).all())
 
 
+async def _reloaded(session: AsyncSession, artifact: Artifact) -> Artifact:
+    """The artifact with the values the database set (timestamps) and all its versions."""
+    return await session.scalar(
+        select(Artifact)
+        .where(Artifact.id == artifact.id)
+        .options(selectinload(Artifact.versions))
+        .execution_options(populate_existing=True)
+    )
+
+
 def current_content(artifact: Artifact) -> str:
     for version in artifact.versions:
         if version.version == artifact.current_version:
@@ -172,7 +182,7 @@ async def create_from_message(
     await session.flush()
     await _add_version(session, artifact, _strip_fences(message.content, kind), "created")
     await session.commit()
-    return artifact
+    return await _reloaded(session, artifact)
 
 
 async def create_from_request(
@@ -230,7 +240,7 @@ async def create_from_request(
         output_tokens=usage.output_tokens,
     )
     await session.commit()
-    return artifact
+    return await _reloaded(session, artifact)
 
 
 async def _generate(
@@ -265,7 +275,7 @@ async def edit_artifact(
     if content is not None and content != current_content(artifact):
         await _add_version(session, artifact, content, "edited")
     await session.commit()
-    return artifact
+    return await _reloaded(session, artifact)
 
 
 async def regenerate_artifact(
@@ -286,7 +296,7 @@ async def regenerate_artifact(
         output_tokens=usage.output_tokens,
     )
     await session.commit()
-    return artifact
+    return await _reloaded(session, artifact)
 
 
 async def delete_artifact(session: AsyncSession, artifact: Artifact) -> None:
