@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Build a release of KnowledgeTree: everything a host needs to run it, without
+# building anything on the host.
+#
+#   build/releases/<name>/
+#     knowledgetree-<version>-py3-none-any.whl   the app
+#     requirements.lock                         every dependency, pinned (pip -r)
+#     constraints.txt                           torch==2.6.0: Debian's, never PyPI's CUDA build
+#     RELEASE                                   the release name
+#     dist/                                     the frontend build, when frontend/ exists
+#   build/release -> releases/<name>            what ansible/deploy.yml deploys
+#
+# The name is <version>-g<commit>, plus -dirty-<hash of the changes> for a tree
+# with uncommitted changes, so the same sources always give the same name and a
+# second deploy of them changes nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+python=${PYTHON:-$repo/.venv/bin/python}
+# Debian 13's python3-torch; the app's venv on the host reuses it. The lock is
+# resolved here against the development torch, so the pins that torch itself
+# dictates are replaced by what Debian's torch requires (its metadata pins sympy).
+debian_torch=${DEBIAN_TORCH_VERSION:-2.6.0}
+debian_torch_pins=(sympy==1.13.1)
+
+log() { echo "build_release: $*" >&2; }
+die() { echo "build_release: $*" >&2; exit 1; }
+
+[[ -f requirements.lock ]] || die "requirements.lock is missing: run scripts/lock.sh (make lock)"
+version=$("$python" -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')
+name="$version-g$(git rev-parse --short=10 HEAD)"
+# Files that go into the release: tracked plus new, not ignored.
+mapfile -t files < <(git ls-files --cached --others --exclude-standard -- app pyproject.toml \
+  requirements.lock README.md frontend | sort -u)
+if [[ -n $(git status --porcelain -- "${files[@]}" 2>/dev/null) ]]; then
+  changes=$( { git diff HEAD -- "${files[@]}"; git ls-files --others --exclude-standard -- "${files[@]}" \
+    | while read -r f; do echo "$f"; cat "$f"; done; } | sha256sum | cut -c1-10)
+  name="$name-dirty-$changes"
+fi
+
+out="build/releases/$name"
+if [[ -f $out/RELEASE ]]; then
+  log "release $name exists: $out"
+else
+  log "building release $name"
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  # Build from a clean copy so no stale build/ or egg-info leftovers leak in.
+  mkdir "$tmp/src" "$tmp/release"
+  for f in "${files[@]}"; do
+    [[ -f $f && $f != frontend/* ]] && install -D -m 0644 "$f" "$tmp/src/$f"
+  done
+  touch "$tmp/src/README.md"
+  "$python" -m pip wheel --quiet --no-deps --disable-pip-version-check \
+    --wheel-dir "$tmp/release" "$tmp/src" || die "building the wheel failed"
+
+  # The lock without torch (the host's comes from Debian), without the app itself
+  # and without the pins Debian's torch dictates (they go into the constraints).
+  skip="torch|knowledgetree"
+  for pin in "${debian_torch_pins[@]}"; do skip="$skip|${pin%%==*}"; done
+  grep -viE "^($skip)==" requirements.lock >"$tmp/release/requirements.lock"
+  {
+    echo "# Debian 13's torch (python3-torch): never PyPI's CUDA build."
+    echo "torch==$debian_torch"
+    echo "# Required exactly by Debian's torch $debian_torch."
+    printf '%s\n' "${debian_torch_pins[@]}"
+  } >"$tmp/release/constraints.txt"
+
+  if [[ -f frontend/package.json ]]; then
+    log "building the frontend"
+    (cd frontend && npm ci --no-audit --no-fund && npm run build) || die "the frontend build failed"
+    cp -a frontend/dist "$tmp/release/dist"
+  fi
+  echo "$name" >"$tmp/release/RELEASE"
+  mkdir -p build/releases
+  rm -rf "$out"
+  mv "$tmp/release" "$out"
+fi
+ln -sfn "releases/$name" build/release
+echo "$out"
