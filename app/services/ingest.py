@@ -274,7 +274,7 @@ async def process_document(
                 raise ParseError("No extractable text was found in the document.")
             await progress(session, 15)
 
-            texts = [chunk.text for chunk in chunks]
+            texts = [chunk.embedding_text for chunk in chunks]
             vectors: list[list[float]] = []
             for start, end in _embedding_groups(len(texts), settings):
                 vectors += await asyncio.to_thread(

@@ -10,8 +10,15 @@ point (the search API and the chat call it). One SQL round trip does everything:
    distance, through the HNSW index (``hnsw.ef_search`` from HNSW_EF_SEARCH, raised to
    the candidate count; ``hnsw.iterative_scan`` so the project filter cannot starve
    the index scan of results);
-2. text candidates: chunks matching any of the query's words (OR, for recall) ranked by
-   ``ts_rank`` over the stored ``text_search_tsv`` column;
+2. text candidates: chunks matching the query as ``websearch_to_tsquery`` reads it
+   (all words, stemmed, stop words ignored; "quoted phrases", ``or``, ``-word`` work as
+   in web search engines) ranked by ``ts_rank`` over the stored ``text_search_tsv``.
+   All words, not any word: with OR-matching (what LlamaIndex's sparse query does)
+   every chunk sharing one common word with a question became a text hit, and the
+   fusion then out-voted the semantically best passage (seen on the sample corpus:
+   "How do bees survive the cold months?" lost its #1 vector hit to chunks that
+   merely said "bees"). Matching all words keeps the text list for what it is good
+   at: exact names, codes and rare terms;
 3. reciprocal rank fusion, ``score = sum(1 / (60 + rank))`` over the two lists
    (Cormack et al. 2009; k = 60). LlamaIndex's own hybrid mode only concatenates the
    lists, which is why the fusion is done here;
@@ -25,7 +32,6 @@ Ownership is the caller's job: pass a project the current user owns.
 from __future__ import annotations
 
 import asyncio
-import re
 import uuid
 from dataclasses import dataclass
 
@@ -70,7 +76,7 @@ _SEARCH_SQL = text(
         SELECT id, row_number() OVER (ORDER BY score DESC, id) AS text_rank
         FROM (
             SELECT id, ts_rank(text_search_tsv, q.query) AS score
-            FROM data_chunks, to_tsquery('english', :text_query) AS q(query)
+            FROM data_chunks, websearch_to_tsquery('english', :text_query) AS q(query)
             WHERE project_id = :project_id AND text_search_tsv @@ q.query
             ORDER BY score DESC, id
             LIMIT :candidates
@@ -94,15 +100,6 @@ _SEARCH_SQL = text(
     LIMIT :top_k
     """
 )
-
-
-def or_text_query(query: str) -> str:
-    """The query's words OR-ed for ``to_tsquery`` (stemming/stop words done by Postgres).
-
-    Only word characters survive, so nothing in user input is ts_query syntax.
-    """
-    words = re.findall(r"[^\W_]+", query.lower())
-    return " | ".join(dict.fromkeys(words)) or "''"
 
 
 def vector_literal(vector: list[float]) -> str:
@@ -145,7 +142,7 @@ async def search(
         {
             "embedding": vector_literal(vector),
             "project_id": project_id,
-            "text_query": or_text_query(query),
+            "text_query": query,
             "candidates": candidates,
             "rrf_k": RRF_K,
             "min_similarity": min_similarity,
