@@ -34,6 +34,10 @@ from starlette.concurrency import run_in_threadpool
 from app.core.config import Settings
 
 TokenType = Literal["access", "refresh"]
+_WRONG_TYPE_MESSAGES: dict[TokenType, str] = {
+    "access": "Not an access token",
+    "refresh": "Not a refresh token",
+}
 JWT_ALGORITHM = "HS256"
 
 # pwdlib's recommended hasher is argon2id with OWASP-recommended parameters.
@@ -142,11 +146,7 @@ def decode_token(token: str, settings: Settings, expected_type: TokenType) -> To
     except jwt.PyJWTError:
         raise InvalidTokenError("Token is invalid") from None
     if claims.get("type") != expected_type:
-        raise InvalidTokenError(
-            f"Not an {expected_type} token"
-            if expected_type == "access"
-            else f"Not a {expected_type} token"
-        )
+        raise InvalidTokenError(_WRONG_TYPE_MESSAGES[expected_type])
     try:
         user_id = uuid.UUID(str(claims["sub"]))
         token_id = uuid.UUID(str(claims["jti"])) if "jti" in claims else None
