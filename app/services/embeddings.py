@@ -203,8 +203,10 @@ def embed_texts(
 
 
 @functools.cache
-def _warn_once(message: str) -> None:
-    logger.warning(message)
+def _note_once(message: str) -> None:
+    # INFO, not WARNING: the default CHUNK_SIZE (512) is meant for larger models and is
+    # capped this way with the default all-MiniLM-L6-v2 (256 word pieces) on purpose.
+    logger.info(message)
 
 
 def effective_chunk_size(settings: Settings | None = None) -> int:
@@ -212,7 +214,7 @@ def effective_chunk_size(settings: Settings | None = None) -> int:
     settings = settings or get_settings()
     limit = max_chunk_tokens(settings)
     if settings.chunk_size > limit:
-        _warn_once(
+        _note_once(
             f"CHUNK_SIZE={settings.chunk_size} exceeds what {settings.embedding_model} reads "
             f"({limit} tokens); chunks are cut at {limit} tokens instead."
         )

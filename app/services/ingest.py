@@ -438,14 +438,21 @@ class IngestWorker:
                     await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
                 self._wake.clear()
 
-    async def process_next(self, only: Sequence[uuid.UUID] | None = None) -> bool:
-        """Claim and process the oldest queued document (of ``only`` if given)."""
+    async def process_next(
+        self,
+        only: Sequence[uuid.UUID] | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> bool:
+        """Claim and process the oldest queued document (of ``only`` if given).
+
+        False when there was nothing to claim (none queued, or another worker has it).
+        """
         async with self.engine.connect() as lock_connection:
             document_id = await self._claim(lock_connection, only)
             if document_id is None:
                 return False
             try:
-                await self.process_claimed(document_id)
+                await self.process_claimed(document_id, on_progress)
             finally:
                 await self._unlock(lock_connection, document_id)
         return True
