@@ -1,0 +1,129 @@
+"""Restart safety of the background worker, and the ingest/reindex commands."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import uuid
+
+from sqlalchemy import text
+from typer.testing import CliRunner
+
+from app.cli import cli
+from app.core.db import get_engine
+from app.models.document import Document, DocumentStatus
+from app.models.project import Project
+from app.models.user import User
+from app.services.ingest import IngestWorker, _lock_key
+from tests.app.fixtures import samples
+
+
+async def _document_in_processing(db_session, settings, tmp_path) -> Document:
+    """A document left 'processing' by a process that died, with a stale chunk."""
+    user = User(email=f"{uuid.uuid4().hex}@example.com", password_hash="x")
+    db_session.add(user)
+    await db_session.flush()
+    project = Project(owner_id=user.id, name="P")
+    db_session.add(project)
+    await db_session.flush()
+    source = samples.make_markdown(tmp_path)
+    document_id = uuid.uuid4()
+    relative = f"{project.id}/{document_id}.md"
+    (settings.uploads_dir / str(project.id)).mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, settings.uploads_dir / relative)
+    document = Document(
+        id=document_id,
+        project_id=project.id,
+        owner_id=user.id,
+        filename="guide.md",
+        content_type="text/markdown",
+        kind="markdown",
+        size_bytes=source.stat().st_size,
+        sha256="0" * 64,
+        storage_path=relative,
+        status=DocumentStatus.PROCESSING,
+        progress=40,
+    )
+    db_session.add(document)
+    await db_session.flush()
+    metadata = {"project_id": str(project.id), "document_id": str(document_id)}
+    await db_session.execute(
+        text("INSERT INTO data_chunks (text, metadata_, node_id) VALUES ('stale', :m, 'old')"),
+        {"m": json.dumps(metadata)},
+    )
+    await db_session.commit()
+    return document
+
+
+async def test_orphans_are_requeued_but_not_live_work(db_session, settings, tmp_path):
+    document = await _document_in_processing(db_session, settings, tmp_path)
+    engine = get_engine(settings)
+    worker = IngestWorker(settings, engine)
+    # A live worker (here: another connection) holds the document's lock: left alone.
+    async with engine.connect() as other_process:
+        await other_process.execute(
+            text("SELECT pg_advisory_lock(:k)"), {"k": _lock_key(document.id)}
+        )
+        assert await worker.requeue_orphans() == 0
+        await other_process.execute(
+            text("SELECT pg_advisory_unlock(:k)"), {"k": _lock_key(document.id)}
+        )
+    # Nobody holds it: the process that claimed it is gone, so it goes back to the queue.
+    assert await worker.requeue_orphans() == 1
+    await db_session.refresh(document)
+    assert document.status == DocumentStatus.QUEUED and document.progress == 0
+
+
+async def test_app_start_resumes_interrupted_documents(app, db_session, settings, tmp_path):
+    document = await _document_in_processing(db_session, settings, tmp_path)
+    async with app.router.lifespan_context(app):
+        worker: IngestWorker = app.state.ingest_worker
+        for _ in range(600):
+            await db_session.refresh(document)
+            if document.status == DocumentStatus.READY:
+                break
+            worker.notify()
+            await asyncio.sleep(0.1)
+    assert document.status == DocumentStatus.READY
+    texts = (
+        await db_session.scalars(
+            text("SELECT text FROM data_chunks WHERE document_id = :d"), {"d": document.id}
+        )
+    ).all()
+    # The stale chunk of the interrupted run is gone; no chunk is duplicated.
+    assert "stale" not in texts
+    assert len(texts) == document.chunk_count == len(set(texts))
+
+
+def test_ingest_and_reindex_commands(settings, tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(
+        cli, ["create-admin", "cli@example.com", "--password-stdin"], input="a long password 123\n"
+    )
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    samples.make_markdown(folder)
+    samples.make_pdf(folder)
+    samples.make_executable_named_pdf(folder, "virus.pdf")
+    (folder / "LICENSE.md").write_text("Not a document of the corpus.")
+
+    result = runner.invoke(cli, ["ingest", str(folder), "--project", "Handbook"])
+    assert result.exit_code == 0, result.output
+    assert "Created project Handbook" in result.output
+    assert "skipped" in result.output and "virus.pdf" in result.output
+    assert "LICENSE.md" not in result.output
+    assert result.output.count("ready") == 2
+
+    again = runner.invoke(cli, ["ingest", str(folder), "--project", "Handbook"])
+    assert again.exit_code == 0, again.output
+    assert "Nothing new to ingest" in again.output
+
+    reindexed = runner.invoke(cli, ["reindex", "--project", "Handbook"])
+    assert reindexed.exit_code == 0, reindexed.output
+    assert "Re-indexing 2 document(s)" in reindexed.output
+
+    unknown = runner.invoke(cli, ["ingest", str(folder), "--project", "X", "--owner", "no@x.org"])
+    assert unknown.exit_code == 2
+    assert runner.invoke(cli, ["reindex"]).exit_code == 2
