@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     environment: Environment = Field(
         default="development",
         description="Where the app runs: 'development', 'production' or 'test'. "
-        "Production enforces a strong SECRET_KEY and hides debug details.",
+        "Production enforces a strong SECRET_KEY.",
     )
     log_level: LogLevel = Field(default="INFO", description="Python log level of the app.")
     secret_key: SecretStr = Field(
