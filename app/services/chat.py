@@ -201,11 +201,20 @@ class ChatTurn:
         self.title = conversation.title
         self.request = request
         self.model_name = request.model or settings.chat_model
-        self.result = TurnResult(conversation_id=conversation.id)
+        # Made here, so the history read that runs alongside the save can leave it out.
+        self.result = TurnResult(conversation_id=conversation.id, user_message_id=uuid.uuid4())
 
     async def run(self, emit: Emit) -> TurnResult:
         async with conversation_lock(self.conversation_id):
-            await self._save_user_message()
+            # Reading the context (query embedding, retrieval, history) does not need the
+            # question to be saved: both run at once, which takes the save off the path
+            # to the first token.
+            context = asyncio.create_task(self._read_context())
+            try:
+                await self._save_user_message()
+            except BaseException:
+                context.cancel()
+                raise
             await emit(
                 "conversation",
                 {
@@ -216,8 +225,9 @@ class ChatTurn:
             )
             parts: list[str] = []
             try:
-                await self._answer(emit, parts)
+                await self._answer(emit, parts, context)
             except asyncio.CancelledError:
+                context.cancel()
                 # The browser went away: the model stream is already closed (cancellation
                 # went through it); keep what arrived. Shielded: a second cancel (shutdown)
                 # must not lose it.
@@ -240,12 +250,21 @@ class ChatTurn:
             )
         return self.result
 
-    async def _answer(self, emit: Emit, parts: list[str]) -> None:
+    async def _read_context(self) -> tuple[list[Passage], bool, list[HistoryMessage]]:
         async with self.sessionmaker() as session:
             passages, searched = await find_passages(
                 session, self.settings, self.request, self.project_id
             )
             history = await self._history(session)
+        return passages, searched, history
+
+    async def _answer(
+        self,
+        emit: Emit,
+        parts: list[str],
+        context: asyncio.Task[tuple[list[Passage], bool, list[HistoryMessage]]],
+    ) -> None:
+        passages, searched, history = await context
         self.result.passages = passages
         await emit("sources", {"sources": [passage_to_dict(p) for p in passages]})
 
@@ -300,6 +319,7 @@ class ChatTurn:
         async with self.sessionmaker() as session:
             position = await _next_position(session, self.conversation_id)
             message = Message(
+                id=self.result.user_message_id,
                 conversation_id=self.conversation_id,
                 position=position,
                 role="user",
@@ -308,10 +328,9 @@ class ChatTurn:
             )
             session.add(message)
             await session.commit()
-        self.result.user_message_id = message.id
-        self._user_position = position
 
     async def _history(self, session: AsyncSession) -> list[HistoryMessage]:
+        """The last messages before this question (the conversation lock keeps others out)."""
         limit = self.settings.chat_history_messages
         if limit == 0:
             return []
@@ -320,7 +339,7 @@ class ChatTurn:
                 select(Message)
                 .where(
                     Message.conversation_id == self.conversation_id,
-                    Message.position < self._user_position,
+                    Message.id != self.result.user_message_id,
                 )
                 .order_by(Message.position.desc())
                 .limit(limit)

@@ -371,3 +371,43 @@ def _error_response(status: int, kind: str, message: str, request_id: str) -> JS
         status_code=status,
         headers=headers,
     )
+
+
+def main() -> None:
+    """Run the stand-in on its own (for benchmarks): prints its base URL, serves until
+    stdin closes or SIGTERM."""
+    import argparse
+    import signal
+    import sys
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--text", default=None, help="reply text (default: echo the passages)")
+    parser.add_argument("--first-token-delay", type=float, default=0.0)
+    parser.add_argument("--token-delay", type=float, default=0.0)
+    args = parser.parse_args()
+    server = FakeAnthropicServer()
+    server.default = Script(
+        text=args.text, first_token_delay=args.first_token_delay, token_delay=args.token_delay
+    )
+    server.start()
+    # Nothing to keep per request in a long benchmark run.
+    server.requests = _Discard()  # type: ignore[assignment]
+    server.streams = _Discard()  # type: ignore[assignment]
+    print(server.base_url, flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+    stop.wait()
+    server.stop()
+
+
+class _Discard(list):
+    def append(self, item: object) -> None:
+        pass
+
+    def __len__(self) -> int:
+        return 0
+
+
+if __name__ == "__main__":
+    main()

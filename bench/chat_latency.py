@@ -1,0 +1,105 @@
+"""Chat latency: time from sending a question to the first `token` event, minus the
+model's own first-token delay, with N chunks indexed in the project (default 100 000).
+
+What it measures is the app's own overhead on the way to the first token: auth, saving
+the question, query embedding, hybrid retrieval over the index (HNSW + full text, RRF),
+prompt building, the call to the model (the local stand-in, in its own process, that
+waits --model-delay seconds before its first token), and SSE delivery.
+Target (docs/BENCHMARKS.md): p50 <= 50 ms, p95 <= 150 ms on a 2-core machine.
+
+    .venv/bin/python bench/chat_latency.py [--chunks 100000] [--requests 200]
+
+Each request starts a new conversation (no history) in the indexed project; a few
+warm-up requests are not counted. Prints a JSON summary on the last line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench._chat_stack import ChatStack, percentile
+
+QUESTIONS = [
+    "What is the refund policy for a returned product?",
+    "How long does shipping and delivery take?",
+    "Who climbs the lighthouse steps every evening?",
+    "When is the backup and restore of the database done?",
+    "What notice period does the contract clause give an employee?",
+]
+
+
+def first_token_latency(client: httpx.Client, headers: dict, body: dict) -> tuple[float, float]:
+    """Seconds from sending to the `sources` event and to the first `token` event."""
+    started = time.perf_counter()
+    sources_at = token_at = None
+    with client.stream("POST", "/api/chat/stream", json=body, headers=headers) as response:
+        response.raise_for_status()
+        for line in response.iter_lines():
+            if line == "event: sources" and sources_at is None:
+                sources_at = time.perf_counter()
+            elif line == "event: token":
+                token_at = time.perf_counter()
+                break
+        # Leaving early closes the connection: the rest of the answer is not needed.
+    if token_at is None or sources_at is None:
+        raise RuntimeError("the stream ended without a token")
+    return sources_at - started, token_at - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--chunks", type=int, default=100_000)
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--model-delay", type=float, default=0.2, help="stand-in first-token delay")
+    parser.add_argument("--context-chunks", type=int, default=6)
+    args = parser.parse_args()
+
+    with ChatStack(first_token_delay=args.model_delay, text="Answer [1] " * 20) as stack:
+        headers = stack.login()
+        project_id = stack.create_project(headers)
+        index_seconds = 0.0
+        if args.chunks:
+            print(f"indexing {args.chunks} synthetic chunks…", flush=True)
+            index_seconds = stack.index_synthetic_chunks(project_id, args.chunks)
+            print(f"indexed in {index_seconds:.1f} s", flush=True)
+        to_sources: list[float] = []
+        overhead: list[float] = []
+        with httpx.Client(base_url=stack.base_url, timeout=60) as client:
+            for number in range(args.warmup + args.requests):
+                body = {
+                    "message": QUESTIONS[number % len(QUESTIONS)],
+                    "project_id": project_id,
+                    "max_context_chunks": args.context_chunks,
+                    "min_similarity": 0.0,
+                }
+                sources, token = first_token_latency(client, headers, body)
+                if number >= args.warmup:
+                    to_sources.append(sources * 1000)
+                    overhead.append((token - args.model_delay) * 1000)
+        summary = {
+            "benchmark": "chat_first_token_overhead",
+            "chunks": args.chunks,
+            "requests": args.requests,
+            "model_first_token_delay_ms": args.model_delay * 1000,
+            "overhead_ms_p50": round(percentile(overhead, 0.50), 1),
+            "overhead_ms_p95": round(percentile(overhead, 0.95), 1),
+            "overhead_ms_mean": round(statistics.fmean(overhead), 1),
+            "to_sources_ms_p50": round(percentile(to_sources, 0.50), 1),
+            "to_sources_ms_p95": round(percentile(to_sources, 0.95), 1),
+            "index_build_s": round(index_seconds, 1),
+            "targets": {"p50_ms": 50, "p95_ms": 150},
+        }
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
