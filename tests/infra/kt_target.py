@@ -1,0 +1,71 @@
+"""The provisioned test host as the machine sees it: address, domain, pebble's CA.
+
+Read from the Ansible inventory the harness provisions (``KT_INVENTORY``, default
+inventories/local; host ``KT_TESTHOST``, default kt-test), so these tests follow
+whatever the inventory says instead of repeating it. HTTP requests go through the
+machine's curl with ``--resolve``: the test domain exists only in pebble's DNS.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+INVENTORY = os.environ.get("KT_INVENTORY", str(REPO / "inventories" / "local"))
+HOST_NAME = os.environ.get("KT_TESTHOST", "kt-test")
+STATE_DIR = Path(os.environ.get("KT_TESTHOST_STATE", "/var/lib/knowledgetree-testhost"))
+# pebble makes a new issuing root at every start; scripts/pebble.sh saves the live one.
+PEBBLE_ISSUER_ROOT = STATE_DIR / "pebble" / "issuer-root.pem"
+
+
+@functools.cache
+def host_vars() -> dict:
+    """The inventory variables of the test host (raw, untemplated)."""
+    out = subprocess.run(
+        [str(REPO / ".venv" / "bin" / "ansible-inventory"), "-i", INVENTORY, "--host", HOST_NAME],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible" / "ansible.cfg")},
+    ).stdout
+    return json.loads(out)
+
+
+def address() -> str:
+    return host_vars()["ansible_host"]
+
+
+def domain() -> str:
+    return host_vars()["kt_domain"]
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]  # lower-case names; the last value of repeated headers
+    body: bytes
+
+
+def curl(url_path: str, *, scheme: str = "https", extra: tuple[str, ...] = ()) -> Response:
+    """One request to the test host by its domain name, verified against pebble's root."""
+    port = 443 if scheme == "https" else 80
+    cmd = [
+        "curl", "--silent", "--show-error", "--max-time", "30", "--include",
+        "--resolve", f"{domain()}:{port}:{address()}",
+        "--cacert", str(PEBBLE_ISSUER_ROOT),
+        f"{scheme}://{domain()}{url_path}", *extra,
+    ]  # fmt: skip
+    raw = subprocess.run(cmd, check=True, capture_output=True).stdout
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return Response(status, headers, body)

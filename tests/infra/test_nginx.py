@@ -1,0 +1,185 @@
+"""nginx on the provisioned host: SPA, API proxy, SSE without buffering, headers, limits."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import subprocess
+import time
+from pathlib import Path
+
+import kt_target
+import pytest
+
+WEB_ROOT = "/var/www/knowledgetree"
+ACME_WEBROOT = "/var/www/acme"
+UPSTREAM = "/etc/nginx/knowledgetree/upstream.conf"
+TEST_ASSET = "assets/kt-infra-test.5d41402a.js"
+
+
+def write_file(host, path: str, content: str) -> None:
+    with host.sudo():
+        target = shlex.quote(path)
+        host.check_output(
+            f"install -d -m 0755 {shlex.quote(str(Path(path).parent))} && "
+            f"printf %s {shlex.quote(content)} > {target} && chmod 0644 {target}"
+        )
+
+
+@pytest.fixture(scope="module")
+def test_dist(host):
+    """A tiny frontend build: index.html (only when no real one is deployed) and a hashed asset."""
+    if not host.file(f"{WEB_ROOT}/index.html").exists:
+        write_file(host, f"{WEB_ROOT}/index.html", "<!doctype html><title>kt infra test</title>\n")
+    write_file(host, f"{WEB_ROOT}/{TEST_ASSET}", "console.log('kt infra test');\n")
+    yield host.file(f"{WEB_ROOT}/index.html").content_string
+    with host.sudo():
+        host.run(f"rm -f {WEB_ROOT}/{TEST_ASSET}")
+
+
+def test_nginx_runs_with_a_valid_configuration(host):
+    assert host.service("nginx").is_running
+    assert host.service("nginx").is_enabled
+    with host.sudo():
+        assert host.run("nginx -t").rc == 0
+
+
+def test_spa_index_and_client_side_routes(test_dist):
+    for path in ("/", "/projects/123/chat"):
+        response = kt_target.curl(path)
+        assert response.status == 200, path
+        assert response.body.decode() == test_dist
+        assert response.headers["content-type"].startswith("text/html")
+    assert kt_target.curl("/index.html").headers["cache-control"] == "no-cache"
+
+
+def test_hashed_assets_are_cached_for_a_year(test_dist):
+    response = kt_target.curl(f"/{TEST_ASSET}")
+    assert response.status == 200
+    assert response.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert response.headers["x-content-type-options"] == "nosniff"  # headers kept in the location
+    assert kt_target.curl("/assets/missing.0000.js").status == 404
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/api/healthz"])
+def test_health_endpoints_are_proxied_to_the_app(path):
+    response = kt_target.curl(path)
+    assert response.status == 200
+    assert response.headers["content-type"] == "application/json"
+    assert json.loads(response.body)["status"] in ("ok", "ready")
+
+
+def test_api_errors_come_from_the_app():
+    response = kt_target.curl("/api/no-such-route")
+    assert response.status == 404
+    assert json.loads(response.body)  # FastAPI's JSON, not nginx's HTML page
+
+
+def test_security_headers_on_https():
+    headers = kt_target.curl("/healthz").headers
+    hsts = re.fullmatch(r"max-age=(\d+); includeSubDomains", headers["strict-transport-security"])
+    assert hsts and int(hsts.group(1)) >= 31536000
+    assert "frame-ancestors 'none'" in headers["content-security-policy"]
+    assert "default-src 'self'" in headers["content-security-policy"]
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["referrer-policy"] == "strict-origin-when-cross-origin"
+    assert headers["x-frame-options"] == "DENY"
+    assert headers["server"] == "nginx"  # no version
+
+
+def test_http_redirects_to_https_without_hsts():
+    response = kt_target.curl("/projects?tab=2", scheme="http")
+    assert response.status == 301
+    assert response.headers["location"] == f"https://{kt_target.domain()}/projects?tab=2"
+    assert "strict-transport-security" not in response.headers
+
+
+def test_acme_challenges_are_served_over_http(host):
+    write_file(host, f"{ACME_WEBROOT}/.well-known/acme-challenge/kt-infra-test", "token-42")
+    response = kt_target.curl("/.well-known/acme-challenge/kt-infra-test", scheme="http")
+    assert (response.status, response.body) == (200, b"token-42")
+    assert kt_target.curl("/.well-known/acme-challenge/none", scheme="http").status == 404
+    with host.sudo():
+        host.run(f"rm -f {ACME_WEBROOT}/.well-known/acme-challenge/kt-infra-test")
+
+
+def test_upload_limit_follows_the_app_settings(host):
+    with host.sudo():
+        env = host.file("/etc/knowledgetree/knowledgetree.env").content_string
+        config = host.check_output("nginx -T 2>/dev/null")
+    values = dict(re.findall(r"^(MAX_UPLOAD_MB|MAX_FILES_PER_UPLOAD)='(\d+)'", env, re.M))
+    expected = int(values["MAX_UPLOAD_MB"]) * int(values["MAX_FILES_PER_UPLOAD"]) + 1
+    assert f"client_max_body_size {expected}m;" in config
+
+
+def test_upstream_file_points_at_the_blue_color(host):
+    assert "server 127.0.0.1:8001;" in host.file(UPSTREAM).content_string
+
+
+@pytest.fixture
+def sse_probe_upstream(host):
+    """Point nginx's upstream at a test-only SSE server on the host, then restore it."""
+    port = 8009
+    probe = Path(__file__).with_name("sse_probe.py").read_text()
+    write_file(host, "/usr/local/lib/kt-infra-test/sse_probe.py", probe)
+    original = host.file(UPSTREAM).content_string
+    with host.sudo():
+        host.check_output(
+            "systemd-run --quiet --unit kt-infra-sse-probe --property DynamicUser=yes "
+            f"python3 /usr/local/lib/kt-infra-test/sse_probe.py --port {port} --interval 0.5"
+        )
+        host.check_output(
+            f"sed -i 's/server 127.0.0.1:[0-9]*;/server 127.0.0.1:{port};/' {UPSTREAM} && "
+            "nginx -t -q && systemctl reload nginx"
+        )
+    try:
+        time.sleep(1)  # reload: new workers take over
+        yield
+    finally:
+        write_file(host, UPSTREAM, original)
+        with host.sudo():
+            host.run("nginx -t -q && systemctl reload nginx")
+            host.run("systemctl stop kt-infra-sse-probe")
+
+
+def test_sse_stream_arrives_unbuffered_through_nginx(sse_probe_upstream):
+    """Five token events sent 0.5 s apart must arrive spread out, not in one lump."""
+    cmd = [
+        "curl", "--silent", "--no-buffer", "--include", "--max-time", "30",
+        "--resolve", f"{kt_target.domain()}:443:{kt_target.address()}",
+        "--cacert", str(kt_target.PEBBLE_ISSUER_ROOT),
+        "-H", "Accept-Encoding: gzip", "-H", "Content-Type: application/json",
+        "--data", '{"question": "probe"}',
+        f"https://{kt_target.domain()}/api/chat/stream",
+    ]  # fmt: skip
+    arrivals: list[float] = []
+    headers: list[str] = []
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, bufsize=0) as curl:
+        assert curl.stdout is not None
+        for raw in iter(curl.stdout.readline, b""):
+            line = raw.decode().rstrip("\r\n")
+            if not arrivals and ":" in line and not line.startswith(("event", "data")):
+                headers.append(line.lower())
+            if line == "event: token":
+                arrivals.append(time.monotonic())
+    assert curl.returncode == 0
+    assert "content-type: text/event-stream" in headers
+    assert not any(h.startswith("content-encoding") for h in headers)  # never gzipped
+    assert len(arrivals) == 5
+    # Buffered, all five would arrive together at the end (spread ~0 s); unbuffered
+    # they keep the sender's 0.5 s spacing (2 s from first to last).
+    assert arrivals[-1] - arrivals[0] > 1.5
+
+
+def test_sign_in_requests_are_rate_limited():
+    """Runs last: it spends this address's sign-in budget for a minute."""
+    statuses = [
+        kt_target.curl(
+            "/api/auth/login",
+            extra=("-H", "Content-Type: application/json", "--data", "{}"),
+        ).status
+        for _ in range(15)
+    ]
+    assert 429 in statuses
+    assert statuses[0] != 429

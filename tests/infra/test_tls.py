@@ -1,0 +1,81 @@
+"""TLS on the provisioned host: pebble-issued certificate, protocols, renewal."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import kt_target
+
+
+def s_client(*args: str) -> subprocess.CompletedProcess[str]:
+    """openssl s_client to the host's 443 with SNI = the domain, trusting pebble's root."""
+    return subprocess.run(
+        [
+            "openssl",
+            "s_client",
+            "-connect",
+            f"{kt_target.address()}:443",
+            "-servername",
+            kt_target.domain(),
+            "-CAfile",
+            str(kt_target.PEBBLE_ISSUER_ROOT),
+            "-verify_return_error",
+            *args,
+        ],
+        input="",
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_certificate_is_issued_by_pebble_and_verifies():
+    """curl (kt_target) fails unless the chain verifies against pebble's root for the domain."""
+    assert kt_target.curl("/healthz").status == 200
+    result = s_client()
+    assert "Verify return code: 0 (ok)" in result.stdout
+    assert re.search(r"issuer=.*Pebble Intermediate CA", result.stdout)
+    assert f"subject=CN={kt_target.domain()}" in result.stdout.replace(" = ", "=")
+
+
+def test_tls_1_2_and_1_3_only():
+    assert s_client("-tls1_3").returncode == 0
+    assert s_client("-tls1_2").returncode == 0
+    # TLS 1.1 is refused by the server (the local OpenSSL may also refuse to offer it).
+    assert s_client("-tls1_1").returncode != 0
+
+
+def test_no_ocsp_stapling():
+    """Let's Encrypt ended OCSP in 2025: nothing is stapled."""
+    result = s_client("-status", "-tls1_3")
+    assert "OCSP response: no response sent" in result.stdout
+
+
+def test_certificate_files_and_renewal_setup(host):
+    domain = kt_target.domain()
+    with host.sudo():
+        assert host.file(f"/etc/letsencrypt/live/{domain}/fullchain.pem").exists
+        renewal = host.file(f"/etc/letsencrypt/renewal/{domain}.conf").content_string
+        hook = host.file("/etc/letsencrypt/renewal-hooks/deploy/knowledgetree-reload.sh")
+        assert hook.mode == 0o755
+        assert "systemctl reload nginx" in hook.content_string
+    assert "authenticator = webroot" in renewal
+    timer = host.service("certbot.timer")
+    assert timer.is_enabled
+    assert timer.is_running
+
+
+def test_renewal_dry_run_succeeds(host):
+    """A real renewal against the ACME server the certificate came from.
+
+    `--dry-run` alone switches to Let's Encrypt's staging server; the test host has
+    its own ACME server (pebble), so the server is passed from the renewal file.
+    """
+    domain = kt_target.domain()
+    with host.sudo():
+        renewal = host.file(f"/etc/letsencrypt/renewal/{domain}.conf").content_string
+        server = re.search(r"^server = (\S+)$", renewal, re.M).group(1)
+        result = host.run(f"certbot renew --dry-run --no-random-sleep-on-renew --server {server}")
+    assert result.rc == 0, result.stderr
+    assert "all simulated renewals succeeded" in (result.stdout + result.stderr).lower()
