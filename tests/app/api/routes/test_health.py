@@ -115,3 +115,19 @@ async def test_unexpected_errors_answer_json_500(settings):
     assert response.status_code == 500
     assert response.json() == {"detail": "Internal server error; it has been logged"}
     assert "secret internal detail" not in response.text
+
+
+async def test_openapi_schema_documents_the_api(client):
+    response = await client.get("/api/openapi.json")
+    assert response.status_code == 200
+    schema = response.json()
+    for path in (
+        "/api/auth/login",
+        "/api/auth/refresh",
+        "/api/projects/{project_id}",
+        "/api/readyz",
+    ):
+        assert path in schema["paths"], path
+    assert "/metrics" not in schema["paths"]
+    assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    assert (await client.get("/docs")).status_code == 200
