@@ -221,6 +221,16 @@ async def test_reusing_a_rotated_refresh_token_revokes_every_session(client, use
         assert response.status_code == 401
 
 
+async def test_concurrent_refreshes_with_one_token_succeed_once(client, user_factory):
+    import asyncio
+
+    user = await user_factory()
+    responses = await asyncio.gather(
+        *(client.post(REFRESH, json={"refresh_token": user.refresh_token}) for _ in range(4))
+    )
+    assert sorted(r.status_code for r in responses) == [200, 401, 401, 401]
+
+
 async def test_refresh_with_garbage_or_expired_token_is_401(
     client, user_factory, settings, db_session
 ):
