@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 LifecycleHook = Callable[[FastAPI], Awaitable[None]]
 
+
 async def _start_ingest_worker(app: FastAPI) -> None:
     # Loads the embedding model, re-queues interrupted documents, starts the worker.
     from app.services.ingest import start_worker
