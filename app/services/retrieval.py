@@ -127,12 +127,34 @@ async def search(
         settings: defaults to the process settings.
     """
     settings = settings or get_settings()
-    top_k = min(top_k or settings.search_default_top_k, settings.search_max_top_k)
-    query = query.strip()
-    if not query:
+    if not query.strip():
         return []
     # Query embedding is CPU work (~10-20 ms): keep it off the event loop.
-    vector = await asyncio.to_thread(embeddings.embed_query, query, settings)
+    vector = await asyncio.to_thread(embeddings.embed_query, query.strip(), settings)
+    return await search_by_vector(
+        session,
+        project_id,
+        query,
+        vector,
+        top_k=top_k,
+        min_similarity=min_similarity,
+        settings=settings,
+    )
+
+
+async def search_by_vector(
+    session: AsyncSession,
+    project_id: uuid.UUID,
+    query: str,
+    vector: list[float],
+    *,
+    top_k: int | None = None,
+    min_similarity: float = 0.0,
+    settings: Settings | None = None,
+) -> list[SearchHit]:
+    """``search`` with the query's embedding already computed (benchmarks, re-use)."""
+    settings = settings or get_settings()
+    top_k = min(top_k or settings.search_default_top_k, settings.search_max_top_k)
     candidates = max(_MIN_CANDIDATES, 2 * top_k)
     ef_search = max(settings.hnsw_ef_search, candidates)
     await session.execute(text(f"SET LOCAL hnsw.ef_search = {int(ef_search)}"))
@@ -142,7 +164,7 @@ async def search(
         {
             "embedding": vector_literal(vector),
             "project_id": project_id,
-            "text_query": query,
+            "text_query": query.strip(),
             "candidates": candidates,
             "rrf_k": RRF_K,
             "min_similarity": min_similarity,

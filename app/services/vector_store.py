@@ -8,9 +8,9 @@ reads and writes, plus two generated columns of ours:
       id bigserial PK, text varchar NOT NULL, metadata_ jsonb, node_id varchar,
       embedding vector(<model dimension>),
       text_search_tsv tsvector GENERATED ALWAYS AS (to_tsvector('english', text)) STORED,
-      project_id  uuid GENERATED ALWAYS AS ((metadata_->>'project_id')::uuid)  STORED
+      project_id  uuid GENERATED ALWAYS AS ((metadata_->>'project_id')::uuid)  STORED NOT NULL
                   REFERENCES projects  ON DELETE CASCADE,
-      document_id uuid GENERATED ALWAYS AS ((metadata_->>'document_id')::uuid) STORED
+      document_id uuid GENERATED ALWAYS AS ((metadata_->>'document_id')::uuid) STORED NOT NULL
                   REFERENCES documents ON DELETE CASCADE)
     indexes: chunks_idx (GIN on text_search_tsv), chunks_idx_1 (ref_doc_id),
              data_chunks_embedding_idx (HNSW, vector_cosine_ops, m / ef_construction),

@@ -97,8 +97,10 @@ def upgrade() -> None:
             embedding vector({int(dimension)}),
             text_search_tsv TSVECTOR
                 GENERATED ALWAYS AS (to_tsvector('{TEXT_SEARCH_CONFIG}', text)) STORED,
-            project_id UUID GENERATED ALWAYS AS ((metadata_ ->> 'project_id')::uuid) STORED,
-            document_id UUID GENERATED ALWAYS AS ((metadata_ ->> 'document_id')::uuid) STORED,
+            project_id UUID GENERATED ALWAYS AS ((metadata_ ->> 'project_id')::uuid) STORED
+                NOT NULL,
+            document_id UUID GENERATED ALWAYS AS ((metadata_ ->> 'document_id')::uuid) STORED
+                NOT NULL,
             CONSTRAINT pk_{CHUNKS_TABLE} PRIMARY KEY (id),
             CONSTRAINT fk_{CHUNKS_TABLE}_project_id_projects FOREIGN KEY (project_id)
                 REFERENCES projects (id) ON DELETE CASCADE,

@@ -1,0 +1,248 @@
+"""Retrieval latency (p50/p95) and HNSW recall@10 against exact search, at 10k and 100k chunks.
+
+    .venv/bin/python bench/retrieval_latency.py [--sizes 10000 100000] [--queries 200]
+
+What is measured, on an embedded Postgres 18 + pgvector 0.8 (own throw-away database):
+* ``vector top-10``: the HNSW part alone (``ORDER BY embedding <=> q LIMIT 10`` within the
+  project, ``hnsw.ef_search`` = HNSW_EF_SEARCH), and its recall@10 against exact search
+  (numpy brute force over the same vectors);
+* ``hybrid search``: the whole SQL of ``app.services.retrieval.search_by_vector`` (vector
+  candidates + full-text candidates, reciprocal rank fusion, cosine similarity, document
+  join), top 10, as the app runs it through SQLAlchemy/asyncpg.
+Latencies are wall-clock from the Python client over the Unix socket, excluding the query
+embedding, which is measured separately (last table: 1 vs 2 torch threads).
+
+The chunks are SYNTHETIC: 384-d unit vectors drawn around 1 cluster centre per 100 chunks
+("clustered", closer to real embeddings, which bunch by topic) and, at the largest size,
+uniformly random ones ("uniform", the hardest case for HNSW); texts are 40 words from a
+fixed vocabulary so the full-text part has real work. Queries are stored vectors plus
+noise of the within-cluster size (0.04 per dimension). The index is built after loading
+(COPY), with the configured HNSW_M / HNSW_EF_CONSTRUCTION.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import time
+import uuid
+
+import numpy as np
+from _ingest_db import bench_database, percentile
+
+DIMENSION = 384
+_VOCABULARY = (
+    "refund policy shipping delivery order customer invoice payment card account password "
+    "warranty return exchange product price discount tax address phone email support hours "
+    "office lighthouse keeper lamp evening harbour ship storm coast tower island contract "
+    "clause notice employee holiday salary manager report meeting budget server database "
+    "backup restore network firewall update release version install configure volcano lava "
+    "honey bee hive queen tea kettle leaf bread flour starter oven bicycle chain brake tyre"
+)
+WORDS = _VOCABULARY.split()
+
+
+def synthetic_vectors(count: int, layout: str, rng: np.random.Generator) -> np.ndarray:
+    if layout == "uniform":
+        vectors = rng.standard_normal((count, DIMENSION), dtype=np.float32)
+    else:
+        centres = rng.standard_normal((max(1, count // 100), DIMENSION), dtype=np.float32)
+        centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+        vectors = centres[rng.integers(0, len(centres), count)]
+        vectors = vectors + 0.04 * rng.standard_normal((count, DIMENSION), dtype=np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def load_chunks(settings, vectors: np.ndarray, rng: random.Random) -> tuple[uuid.UUID, float]:
+    """Fresh user/project/document and ``len(vectors)`` chunks; returns (project, build s)."""
+    import psycopg
+    from pgvector.psycopg import register_vector
+    from psycopg.types.json import Jsonb
+
+    from app.core.db import sync_database_url
+    from app.services.vector_store import hnsw_index_ddl
+
+    url = sync_database_url(settings).replace("postgresql+psycopg://", "postgresql://", 1)
+    user_id, project_id, document_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    with psycopg.connect(url, autocommit=True) as connection:
+        register_vector(connection)
+        connection.execute("TRUNCATE users CASCADE")
+        connection.execute(
+            "INSERT INTO users (id, email, password_hash) VALUES (%s, %s, 'x')",
+            (user_id, f"{user_id}@bench"),
+        )
+        connection.execute(
+            "INSERT INTO projects (id, owner_id, name) VALUES (%s, %s, 'bench')",
+            (project_id, user_id),
+        )
+        connection.execute(
+            "INSERT INTO documents (id, project_id, owner_id, filename, content_type, kind, "
+            "size_bytes, sha256, storage_path, status) VALUES "
+            "(%s, %s, %s, 'synthetic.txt', 'text/plain', 'text', 0, %s, 'x', 'ready')",
+            (document_id, project_id, user_id, uuid.uuid4().hex * 2),
+        )
+        connection.execute("DROP INDEX IF EXISTS data_chunks_embedding_idx")
+        with (
+            connection.cursor() as cursor,
+            cursor.copy(
+                "COPY data_chunks (text, metadata_, node_id, embedding) "
+                "FROM STDIN WITH (FORMAT BINARY)"
+            ) as copy,
+        ):
+            copy.set_types(["varchar", "jsonb", "varchar", "vector"])
+            for index, vector in enumerate(vectors):
+                metadata = {
+                    "project_id": str(project_id),
+                    "document_id": str(document_id),
+                    "page": index % 50 + 1,
+                    "heading": None,
+                    "filename": "synthetic.txt",
+                }
+                text = " ".join(rng.choice(WORDS) for _ in range(40))
+                copy.write_row((text, Jsonb(metadata), str(uuid.uuid4()), vector))
+        connection.execute("SET maintenance_work_mem = '1GB'")
+        started = time.perf_counter()
+        connection.execute(hnsw_index_ddl(settings))
+        build_seconds = time.perf_counter() - started
+        connection.execute("VACUUM ANALYZE data_chunks")
+    return project_id, build_seconds
+
+
+async def measure(settings, project_id, vectors, queries, exact_ids, node_index):
+    from sqlalchemy import text
+
+    from app.core.db import get_sessionmaker
+    from app.services.retrieval import search_by_vector, vector_literal
+
+    maker = get_sessionmaker(settings)
+    vector_sql = text(
+        "SELECT node_id FROM data_chunks WHERE project_id = :p AND embedding IS NOT NULL "
+        "ORDER BY embedding <=> CAST(:q AS vector) LIMIT 10"
+    )
+    vector_latencies, hybrid_latencies, recalls = [], [], []
+    async with maker() as session:
+        for _ in range(2):  # warm-up: caches, plans
+            await session.execute(vector_sql, {"p": project_id, "q": vector_literal(queries[0])})
+            await session.rollback()
+        for query, truth in zip(queries, exact_ids, strict=True):
+            literal = vector_literal(query.tolist())
+            started = time.perf_counter()
+            await session.execute(text(f"SET LOCAL hnsw.ef_search = {settings.hnsw_ef_search}"))
+            await session.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
+            rows = (await session.execute(vector_sql, {"p": project_id, "q": literal})).scalars()
+            found = {node_index[node_id] for node_id in rows}
+            vector_latencies.append(time.perf_counter() - started)
+            await session.rollback()
+            recalls.append(len(found & set(truth)) / 10)
+
+            words = " ".join(random.sample(WORDS, 3))
+            started = time.perf_counter()
+            await search_by_vector(
+                session, project_id, words, query.tolist(), top_k=10, settings=settings
+            )
+            hybrid_latencies.append(time.perf_counter() - started)
+            await session.rollback()
+    return vector_latencies, hybrid_latencies, recalls
+
+
+async def node_ids(settings) -> list[str]:
+    from sqlalchemy import text
+
+    from app.core.db import get_sessionmaker
+
+    async with get_sessionmaker(settings)() as session:
+        return list(await session.scalars(text("SELECT node_id FROM data_chunks ORDER BY id")))
+
+
+def query_embedding_latency(settings, repeats: int = 50) -> list[tuple[int, float, float]]:
+    import torch
+
+    from app.services import embeddings
+
+    embeddings.load_model(settings)
+    questions = [f"How do I configure the firewall for release {i}?" for i in range(repeats)]
+    results = []
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        for question in questions[:5]:
+            embeddings.embed_query(question, settings)
+        timings = []
+        for question in questions:
+            started = time.perf_counter()
+            embeddings.embed_query(question, settings)
+            timings.append(time.perf_counter() - started)
+        results.append((threads, percentile(timings, 0.5), percentile(timings, 0.95)))
+    torch.set_num_threads(settings.torch_threads)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--queries", type=int, default=200)
+    options = parser.parse_args()
+
+    rows = []
+    with bench_database("kt_bench_retrieval") as settings:
+        from app.core.db import dispose_engines
+
+        numpy_rng = np.random.default_rng(42)
+        text_rng = random.Random(42)
+        layouts = [(size, "clustered") for size in options.sizes]
+        layouts.append((max(options.sizes), "uniform"))
+        for size, layout in layouts:
+            vectors = synthetic_vectors(size, layout, numpy_rng)
+            project_id, build_seconds = load_chunks(settings, vectors, text_rng)
+            picks = numpy_rng.integers(0, size, options.queries)
+            queries = vectors[picks] + 0.04 * numpy_rng.standard_normal(
+                (options.queries, DIMENSION), dtype=np.float32
+            )
+            queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+            exact = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
+
+            async def run(project_id=project_id, vectors=vectors, queries=queries, exact=exact):
+                try:
+                    ids = await node_ids(settings)
+                    index = {node_id: position for position, node_id in enumerate(ids)}
+                    return await measure(settings, project_id, vectors, queries, exact, index)
+                finally:
+                    await dispose_engines()  # its connections belong to this event loop
+
+            vector_lat, hybrid_lat, recalls = asyncio.run(run())
+            rows.append(
+                (
+                    f"{size:,}",
+                    layout,
+                    f"{build_seconds:.1f}",
+                    f"{percentile(vector_lat, 0.5) * 1000:.2f}",
+                    f"{percentile(vector_lat, 0.95) * 1000:.2f}",
+                    f"{statistics.mean(recalls):.3f}",
+                    f"{percentile(hybrid_lat, 0.5) * 1000:.2f}",
+                    f"{percentile(hybrid_lat, 0.95) * 1000:.2f}",
+                )
+            )
+        embedding_rows = query_embedding_latency(settings)
+
+    print(
+        f"\n### Retrieval latency (synthetic 384-d chunks, HNSW m={settings.hnsw_m}, "
+        f"ef_construction={settings.hnsw_ef_construction}, ef_search={settings.hnsw_ef_search}, "
+        f"{options.queries} queries)\n"
+    )
+    print(
+        "| chunks | vectors | index build s | vector top-10 p50 ms | p95 ms | recall@10 "
+        "| hybrid search p50 ms | p95 ms |"
+    )
+    print("|---:|---|---:|---:|---:|---:|---:|---:|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    print("\n### Query embedding latency (all-MiniLM-L6-v2, one short question)\n")
+    print("| torch threads | p50 ms | p95 ms |")
+    print("|---:|---:|---:|")
+    for threads, p50, p95 in embedding_rows:
+        print(f"| {threads} | {p50 * 1000:.1f} | {p95 * 1000:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
