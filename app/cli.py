@@ -1,7 +1,6 @@
 """The ``knowledgetree`` command.
 
-Built-in commands: ``serve``, ``migrate``, ``create-admin``, ``check-config``,
-``config-reference``. Other parts of the
+Built-in commands: ``serve``, ``migrate``, ``create-admin``, ``check-config``. Other parts of the
 app add theirs in their own module under ``app/commands/`` that defines
 ``register(cli: typer.Typer) -> None``; list that module in ``COMMAND_MODULES``
 below. Keep heavy imports (torch, LlamaIndex) inside the command functions so
@@ -117,22 +116,6 @@ def check_config(
         elif name == "database_url":
             value = make_url(value).render_as_string(hide_password=True)
         typer.echo(f"{name.upper()}={value}")
-
-
-@cli.command("config-reference")
-def config_reference() -> None:
-    """Print every setting as a Markdown table (name, default, description)."""
-    typer.echo("| Variable | Default | Description |\n|---|---|---|")
-    for name, field in Settings.model_fields.items():
-        if field.is_required():
-            default = "*required*"
-        else:
-            value = field.get_default(call_default_factory=True)
-            if isinstance(value, list):
-                value = ",".join(value)
-            default = "*unset*" if value is None else f"`{value}`"
-        description = (field.description or "").replace("|", "\\|")
-        typer.echo(f"| `{name.upper()}` | {default} | {description} |")
 
 
 def _read_password(password_stdin: bool) -> str:

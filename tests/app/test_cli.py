@@ -164,14 +164,3 @@ def test_check_config_validates_an_env_file(tmp_path, monkeypatch):
     assert "MAX_UPLOAD_MB=5" in result.output
     assert "hunter2" not in result.output
     assert "DATABASE_URL=postgresql+asyncpg://kt:***@db/kt" in result.output
-
-
-def test_config_reference_lists_every_setting():
-    from app.core.config import Settings
-
-    result = runner.invoke(cli, ["config-reference"])
-    assert result.exit_code == 0, result.output
-    for name in Settings.model_fields:
-        assert f"| `{name.upper()}` |" in result.output
-    assert "| `SECRET_KEY` | *required* |" in result.output
-    assert "| `MAX_UPLOAD_MB` | `25` |" in result.output
