@@ -1,0 +1,37 @@
+"""site.yml converges a bare host in one run, and a second run changes nothing."""
+
+from __future__ import annotations
+
+
+def test_first_run_succeeds_on_a_bare_host(provisioned):
+    first = provisioned.first
+    assert first.rc == 0, first.tail()
+    assert first.recap, "no PLAY RECAP in the output"
+    for host, counts in first.recap.items():
+        assert counts["failed"] == 0, f"{host}: {counts}"
+        assert counts["unreachable"] == 0, f"{host}: {counts}"
+    print(f"\nfirst run: {first.seconds} s, recap {first.recap}")
+
+
+def test_first_run_bootstraps_through_the_root_account(provisioned):
+    """A bare host only lets root in: site.yml must notice and fall back to it once."""
+    assert "Fall back to the bootstrap user for this first run" in provisioned.first.stdout
+    fallback = provisioned.first.stdout.split("Fall back to the bootstrap user", 1)[1]
+    assert fallback.lstrip(" *\n").startswith("ok:"), fallback[:300]
+
+
+def test_second_run_changes_nothing(provisioned):
+    second = provisioned.second
+    assert second.rc == 0, second.tail()
+    changed = {host: counts["changed"] for host, counts in second.recap.items()}
+    assert changed and all(count == 0 for count in changed.values()), (
+        f"second run changed {changed}; tasks: {second.changed_tasks()}"
+    )
+    print(f"\nsecond run: {second.seconds} s, recap {second.recap}")
+
+
+def test_second_run_logs_in_as_the_administrator(provisioned):
+    """After the first run root cannot log in; the second run needs no fallback."""
+    stdout = provisioned.second.stdout
+    skipped = stdout.split("Fall back to the bootstrap user for this first run", 1)[1]
+    assert skipped.lstrip(" *\n").startswith("skipping:"), skipped[:300]
