@@ -25,7 +25,13 @@ def sshd_settings(host) -> dict[str, str]:
 
 @pytest.mark.parametrize(
     "unit",
-    ["ssh.service", "fail2ban.service", "nftables.service", "apt-daily-upgrade.timer", "apt-daily.timer"],
+    [
+        "ssh.service",
+        "fail2ban.service",
+        "nftables.service",
+        "apt-daily-upgrade.timer",
+        "apt-daily.timer",
+    ],
 )
 def test_security_services_are_active_and_enabled(host, unit):
     service = host.service(unit)
