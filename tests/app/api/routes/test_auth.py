@@ -288,3 +288,18 @@ def test_hash_and_verify_roundtrip():
     assert verify_password("a long enough password", password_hash) == (True, None)
     assert verify_password("another password", password_hash)[0] is False
     assert verify_password("anything", "not-a-hash") == (False, None)
+
+
+async def test_admin_only_routes_refuse_other_users(app, client, user_factory):
+    from app.api.deps import CurrentAdmin
+
+    @app.get("/api/admin-probe")
+    async def admin_probe(admin: CurrentAdmin) -> dict[str, str]:
+        return {"admin": admin.email}
+
+    user, admin = await user_factory(), await user_factory(is_admin=True)
+    assert (await client.get("/api/admin-probe", headers=user.headers)).status_code == 403
+    response = await client.get("/api/admin-probe", headers=admin.headers)
+    assert response.status_code == 200
+    assert response.json() == {"admin": admin.email}
+    assert (await client.get("/api/admin-probe")).status_code == 401
