@@ -8,6 +8,7 @@ from datetime import timedelta
 import jwt
 from sqlalchemy import select, text
 
+from app.api.deps import CurrentAdmin
 from app.core.security import create_access_token, hash_password, verify_password
 from app.models.user import RefreshToken, User
 from tests.app.conftest import TEST_PASSWORD
@@ -291,8 +292,6 @@ def test_hash_and_verify_roundtrip():
 
 
 async def test_admin_only_routes_refuse_other_users(app, client, user_factory):
-    from app.api.deps import CurrentAdmin
-
     @app.get("/api/admin-probe")
     async def admin_probe(admin: CurrentAdmin) -> dict[str, str]:
         return {"admin": admin.email}
