@@ -29,8 +29,6 @@ from app.services.prompt import (
 )
 from tests.fakes.anthropic_server import FakeAnthropicServer, Script
 
-pytestmark = pytest.mark.timeout(60)
-
 
 def _model(fake: FakeAnthropicServer, **options) -> AnthropicChatModel:
     defaults = {"timeout_seconds": 2.0, "max_retries": 2, "retry_backoff_seconds": 0.01}

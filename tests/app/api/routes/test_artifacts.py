@@ -12,8 +12,6 @@ from app.services.sse import parse_sse
 from tests.app.chat_fixtures import index_project
 from tests.fakes.anthropic_server import Script
 
-pytestmark = pytest.mark.timeout(120)
-
 
 async def ask(client, headers, message: str, **body) -> dict:
     response = await client.post(

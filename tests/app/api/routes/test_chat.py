@@ -19,8 +19,6 @@ from app.services.sse import parse_sse
 from tests.app.chat_fixtures import index_project
 from tests.fakes.anthropic_server import FakeAnthropicServer, Script
 
-pytestmark = pytest.mark.timeout(120)
-
 Events = list[tuple[str, dict]]
 
 

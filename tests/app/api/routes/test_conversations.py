@@ -5,13 +5,9 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-import pytest
-
 from app.services.sse import parse_sse
 from tests.app.chat_fixtures import index_project
 from tests.fakes.anthropic_server import Script
-
-pytestmark = pytest.mark.timeout(120)
 
 
 async def ask(client, headers, message: str, **body) -> dict:
