@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
+from collections import Counter
 
 import kt_target
 
@@ -79,3 +81,43 @@ def test_renewal_dry_run_succeeds(host):
         result = host.run(f"certbot renew --dry-run --no-random-sleep-on-renew --server {server}")
     assert result.rc == 0, result.stderr
     assert "all simulated renewals succeeded" in (result.stdout + result.stderr).lower()
+
+
+# Findings that come from pebble's test certificates, not from the server's setup:
+# pebble puts neither a CRL nor an OCSP URL into its certificates (Let's Encrypt's
+# carry a CRL URL) and issues them for five years (Let's Encrypt: 90 days).
+TEST_CA_FINDINGS = {"cert_revocation", "cert_validityPeriod"}
+
+
+def test_testssl_reports_no_high_or_critical_findings(tmp_path):
+    """Debian's testssl.sh against the host's 443 (a couple of minutes)."""
+    report = tmp_path / "testssl.json"
+    subprocess.run(
+        [
+            "testssl", "--quiet", "--warnings", "off", "--color", "0",
+            "--add-ca", str(kt_target.PEBBLE_ISSUER_ROOT), "--ip", kt_target.address(),
+            "--jsonfile", str(report), f"https://{kt_target.domain()}/",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,  # its exit code counts findings; the JSON report is what matters
+    )  # fmt: skip
+    findings = json.loads(report.read_text())
+    counts = Counter(item["severity"] for item in findings)
+    serious = [
+        f"{item['severity']} {item['id']}: {item['finding']}"
+        for item in findings
+        if item["severity"] in ("HIGH", "CRITICAL") and item["id"] not in TEST_CA_FINDINGS
+    ]
+    try:
+        from conftest import record_result
+    except ImportError:  # run without the harness (--noconftest)
+        print(f"\ntestssl.sh severities: {dict(counts)}")
+    else:
+        record_result("testssl_severity_counts", dict(counts))
+        record_result(
+            "testssl_test_ca_findings",
+            [f"{i['severity']} {i['id']}" for i in findings if i["id"] in TEST_CA_FINDINGS],
+        )
+    assert not serious, serious
