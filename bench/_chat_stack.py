@@ -169,7 +169,7 @@ class ChatStack:
             env=self.env,
         )
         self._stack.callback(self._stop, self.app)
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{self.base_url}/healthz", timeout=1).status_code == 200:
@@ -177,7 +177,7 @@ class ChatStack:
             if self.app.poll() is not None:
                 raise RuntimeError("the app exited during start-up")
             time.sleep(0.2)
-        raise RuntimeError("the app did not become healthy in 120 s")
+        raise RuntimeError("the app did not become healthy in 300 s")
 
     @staticmethod
     def _stop(process: subprocess.Popen) -> None:

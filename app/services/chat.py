@@ -49,6 +49,7 @@ logger = logging.getLogger(__name__)
 
 CLIENT_GONE = "The connection closed before the answer was finished; this is the part that arrived."
 INTERNAL_ERROR = "Something went wrong on the server while answering. Please try again."
+CONVERSATION_GONE = "This conversation was deleted while the question was being sent."
 TITLE_LENGTH = 80
 
 Emit = Callable[[EventName, dict[str, Any]], Awaitable[None]]
@@ -212,6 +213,13 @@ class ChatTurn:
             context = asyncio.create_task(self._read_context())
             try:
                 await self._save_user_message()
+            except NotFound:
+                context.cancel()
+                await emit(
+                    "error",
+                    {"message": CONVERSATION_GONE, "retryable": False, "kind": "not_found"},
+                )
+                return self.result
             except BaseException:
                 context.cancel()
                 raise

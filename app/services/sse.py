@@ -9,7 +9,10 @@ In order, for one question:
     token         {"text"}                                               zero or more
     usage         {"input_tokens", "output_tokens", "model", "offline"}  when the model finished
     error         {"message", "retryable", "kind"}                       only if it failed
-    done          {"message_id", "status", "cited"}                     always last
+    done          {"message_id", "status", "cited"}                     last
+
+(One exception: if the conversation is deleted while the question is being sent, an
+`error` of kind "not_found" ends the stream, without `done`.)
 
 `status` is complete | incomplete (cut off; the partial text is saved) | failed
 (no text). Comment lines (`: ping ...`) are heartbeats every CHAT_HEARTBEAT_SECONDS
