@@ -9,9 +9,10 @@ costs the app process nothing), all on loopback.
         stack.app_rss_bytes()
 
 Synthetic chunks (for the 100k scale): random unit vectors of the embedding model's
-dimension and texts drawn from a fixed English vocabulary (so full-text search has
-real work), written with COPY into the table the ingestion writes (data_chunks), the
-HNSW index rebuilt afterwards with the configured parameters. Queries are embedded by
+dimension, and texts of filler words with one word of a fixed English vocabulary each
+(so a query word matches a few percent of the chunks and full-text search has real
+work), written with COPY into the table the ingestion writes (data_chunks); the HNSW
+index is rebuilt afterwards with the configured parameters. Queries are embedded by
 the real model. Nothing leaves 127.0.0.1.
 """
 
@@ -46,6 +47,7 @@ _VOCABULARY_TEXT = (
     "be are was it or an"
 )
 VOCABULARY = _VOCABULARY_TEXT.split()
+FILLER_WORDS = 20_000
 
 
 def _free_port() -> int:
@@ -263,7 +265,11 @@ class ChatStack:
                 for row in range(size):
                     index = start + row
                     document_id = document_ids[index % documents]
-                    text = " ".join(rng.choices(VOCABULARY, k=60))
+                    # Mostly filler words, plus one topical word: a query word then
+                    # matches a few percent of the chunks, as in a real corpus (not all).
+                    words = [f"x{rng.randrange(FILLER_WORDS)}" for _ in range(59)]
+                    words.insert(rng.randrange(60), rng.choice(VOCABULARY))
+                    text = " ".join(words)
                     metadata = json.dumps(
                         {
                             "project_id": project_id,
