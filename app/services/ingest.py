@@ -381,9 +381,15 @@ class IngestWorker:
 
     # -- life cycle
     async def start(self) -> None:
-        """Load the model, re-queue orphans, and start the background loop."""
-        await self._ensure_context()
-        await self.requeue_orphans()
+        """Load the model and start the background loop (which first re-queues orphans).
+
+        A failure here (model missing, database not migrated yet) does not stop the app:
+        it is logged, ``/readyz`` reports it, and the loop keeps retrying.
+        """
+        try:
+            await self._ensure_context()
+        except Exception:
+            logger.exception("ingestion is not ready yet; the worker will retry")
         self._task = asyncio.create_task(self._loop(), name="ingest-worker")
 
     async def stop(self) -> None:
@@ -421,13 +427,13 @@ class IngestWorker:
     # -- the loop
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
-        next_sweep = loop.time() + ORPHAN_SWEEP_SECONDS
+        next_sweep = loop.time()  # sweep orphans first: this process may be a restart
         while True:
             try:
-                processed = await self.process_next()
                 if loop.time() >= next_sweep:
                     await self.requeue_orphans()
                     next_sweep = loop.time() + ORPHAN_SWEEP_SECONDS
+                processed = await self.process_next()
             except asyncio.CancelledError:
                 raise
             except Exception:  # the database went away, etc.: keep the worker alive
@@ -447,6 +453,7 @@ class IngestWorker:
 
         False when there was nothing to claim (none queued, or another worker has it).
         """
+        await self._ensure_context()  # claim nothing we could not process
         async with self.engine.connect() as lock_connection:
             document_id = await self._claim(lock_connection, only)
             if document_id is None:
