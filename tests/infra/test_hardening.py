@@ -185,3 +185,10 @@ def test_lynis_hardening_index(host):
     record_result("lynis_hardening_index", index)
     record_result("lynis_suggestions", [f"{test_id}: {text}" for text, test_id in suggestions])
     assert index >= LYNIS_TARGET, f"Lynis index {index} < {LYNIS_TARGET}: {suggestions}"
+
+
+def test_login_sessions_get_umask_027_but_sudo_commands_022(host):
+    """Stricter default for people; Debian's usual one for root's tools (certbot, pip)."""
+    assert host.check_output("umask") == "0027"
+    with host.sudo():
+        assert host.check_output("umask") == "0022"
