@@ -14,7 +14,9 @@ Measured, in one process on an embedded Postgres:
 * ``bare encode``: ``SentenceTransformer.encode`` on exactly the same chunk texts, with
   nothing else, in the best configuration we know for this machine: torch threads =
   CPU count in one call, and INGEST_THREADS threads x TORCH_THREADS (what the pipeline
-  uses). The ratio pipeline / best bare is the figure the target refers to (>= 90 %).
+  uses), each run twice and the better kept. The ratio pipeline / best bare is the
+  figure the target refers to (>= 90 %). On a busy machine the figures swing: compare
+  them within one run, not across runs.
 """
 
 from __future__ import annotations
@@ -169,7 +171,14 @@ def main() -> None:
             if best is None or chunks / elapsed > best[0] / best[1]:
                 best = (chunks, elapsed, texts)
         chunks, elapsed, texts = best
-        bare = bare_encode(settings, texts)
+        # Bare encode twice, keeping each configuration's best: on a shared machine the
+        # comparison should not flatter the pipeline.
+        bare = [
+            (label, max(first, second))
+            for (label, first), (_, second) in zip(
+                bare_encode(settings, texts), bare_encode(settings, texts), strict=True
+            )
+        ]
         tokens = embeddings.token_counter(settings)
         mean_tokens = sum(len(tokens(t)) for t in texts) / len(texts)
 
