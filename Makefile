@@ -49,9 +49,12 @@ format: $(STAMP) ## Apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix app tests bench scripts
 	$(BIN)/ruff format app tests bench scripts
 
-bench: $(STAMP) ## Run the benchmarks and print Markdown tables (see docs/BENCHMARKS.md)
+bench: $(STAMP) ## Run the app benchmarks; record the figures in docs/BENCHMARKS.md
 	$(BIN)/python bench/ingest_throughput.py
 	$(BIN)/python bench/retrieval_latency.py
+	$(BIN)/python bench/auth_timing.py
+	$(BIN)/python bench/chat_latency.py
+	$(BIN)/python bench/concurrent_streams.py
 
 provision: $(STAMP) ## Provision the hosts of INVENTORY (default inventories/production)
 	$(PLAYBOOK) ansible/site.yml
