@@ -56,12 +56,13 @@ bench: $(STAMP) ## Run the app benchmarks; record the figures in docs/BENCHMARKS
 	$(BIN)/python bench/chat_latency.py
 	$(BIN)/python bench/concurrent_streams.py
 
-provision: $(STAMP) ## Provision the hosts of INVENTORY (default inventories/production)
-	$(PLAYBOOK) ansible/site.yml
+provision: $(STAMP) ## Provision the hosts of INVENTORY (default inventories/production) and deploy
+	scripts/build_release.sh
+	$(PLAYBOOK) ansible/site.yml $(ANSIBLE_ARGS)
 
 deploy: $(STAMP) ## Build a release and deploy it to the app hosts of INVENTORY
 	scripts/build_release.sh
-	$(PLAYBOOK) ansible/deploy.yml
+	$(PLAYBOOK) ansible/deploy.yml $(ANSIBLE_ARGS)
 
 status: $(STAMP) ## Show service and health status on the hosts of INVENTORY
 	ANSIBLE_CONFIG=ansible/ansible.cfg $(BIN)/ansible -i $(INVENTORY) app -b -m ansible.builtin.command \
