@@ -8,7 +8,7 @@ Request side (fast, in the route):
 
 Background side (``IngestWorker``, one per app process, started by a lifespan hook):
     claim the oldest ``queued`` document -> ``processing`` and run ``process_document``:
-    parse (10 %) -> chunk (15 %) -> embed (15-95 %, updated per batch group) -> store in
+    parse (10 %) -> chunk (15 %) -> embed (15-95 %, saved every second) -> store in
     ``data_chunks`` through LlamaIndex's PGVectorStore -> ``ready`` (100 %). Any failure
     -> ``failed`` with the reason; the document's chunks and stored file are removed so
     nothing half-written stays.
@@ -29,7 +29,7 @@ import contextlib
 import logging
 import shutil
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,8 +56,7 @@ logger = logging.getLogger(__name__)
 
 POLL_SECONDS = 5.0  # look for work queued by other processes (CLI, sibling app)
 ORPHAN_SWEEP_SECONDS = 60.0
-# Embedding happens in groups of this many batches per thread; progress is saved after each.
-_BATCHES_PER_GROUP = 2
+_PROGRESS_SECONDS = 1.0  # how often a processing document's progress is saved
 ProgressCallback = Callable[[int], None]
 
 
@@ -230,10 +229,30 @@ async def _update(session: AsyncSession, document_id: uuid.UUID, **values: objec
         raise DocumentVanished(str(document_id))
 
 
-def _embedding_groups(count: int, settings: Settings) -> Iterable[tuple[int, int]]:
-    step = settings.embedding_batch_size * max(1, settings.ingest_threads) * _BATCHES_PER_GROUP
-    for start in range(0, count, step):
-        yield start, min(count, start + step)
+async def _embed_with_progress(
+    texts: list[str],
+    settings: Settings,
+    report: Callable[[int], Awaitable[None]],
+) -> list[list[float]]:
+    """Embed ``texts`` in worker threads, reporting how many are done every second.
+
+    One ``embed_texts`` call keeps all INGEST_THREADS threads busy to the end (no pause
+    between groups of batches); the event loop meanwhile saves the progress.
+    """
+    done = 0
+
+    def note(count: int) -> None:
+        nonlocal done
+        done = count
+
+    job = asyncio.ensure_future(asyncio.to_thread(embeddings.embed_texts, texts, settings, note))
+    reported = 0
+    while not job.done():
+        await asyncio.wait({job}, timeout=_PROGRESS_SECONDS)
+        if done != reported and not job.done():
+            reported = done
+            await report(done)
+    return job.result()
 
 
 async def process_document(
@@ -275,12 +294,9 @@ async def process_document(
             await progress(session, 15)
 
             texts = [chunk.embedding_text for chunk in chunks]
-            vectors: list[list[float]] = []
-            for start, end in _embedding_groups(len(texts), settings):
-                vectors += await asyncio.to_thread(
-                    embeddings.embed_texts, texts[start:end], settings
-                )
-                await progress(session, 15 + int(80 * end / len(texts)))
+            vectors = await _embed_with_progress(
+                texts, settings, lambda done: progress(session, 15 + int(80 * done / len(texts)))
+            )
 
             nodes = build_nodes(document, chunks, vectors)
             await ctx.store.async_add(nodes)  # type: ignore[attr-defined]
