@@ -136,7 +136,7 @@ class ChatStack:
             "--text",
             self.text,
         ]
-        fake = subprocess.Popen(
+        self.fake = fake = subprocess.Popen(
             command, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )
         self._stack.callback(self._stop, fake)

@@ -1,15 +1,16 @@
 """Many chat streams at once on ONE app process (uvicorn, one worker).
 
-N clients (default 200) each ask a question at the same moment and read the whole
-answer. The model stand-in (its own process) sends a delta every --token-delay seconds
-(default 50 ms, i.e. 20 events/s per stream, 4000 events/s in all at 200 streams), so
-any extra gap a client sees between two `token` events is delay added by the app
-(and the loopback). Reported: that added inter-token delay (p50/p95/p99/max), time to
-the first token under load, streams completed/failed, and the app process's memory
-(RSS) before, at the peak and after. Target (docs/BENCHMARKS.md): 200 open streams,
-p95 added inter-token delay <= 20 ms.
+N clients (default 200) ask a question within --ramp seconds (default 5) and read the
+whole answer (400 deltas, 20 s). The model stand-in (its own process) sends a delta
+every --token-delay seconds (default 50 ms: 20 events/s per stream, 4000 events/s in
+all at 200 streams), so any extra gap a client sees between two `token` events is
+delay added by the app (and the loopback). Reported: that added inter-token delay
+(p50/p95/p99/max), the same only in the steady window (all N streams open, none
+starting or ending), time to the first token under load, streams completed/failed,
+CPU seconds of each process, and the app's memory (RSS) before, at the peak and after.
+Target (docs/BENCHMARKS.md): 200 open streams, p95 added inter-token delay <= 20 ms.
 
-    .venv/bin/python bench/concurrent_streams.py [--streams 200] [--tokens 60]
+    .venv/bin/python bench/concurrent_streams.py [--streams 200] [--tokens 400] [--ramp 5]
 
 Prints a JSON summary on the last line.
 """
@@ -25,6 +26,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import itertools
@@ -33,9 +35,10 @@ from bench._chat_stack import ChatStack, percentile
 
 
 async def one_stream(
-    client: httpx.AsyncClient, headers: dict, start: asyncio.Event, results: list
+    client: httpx.AsyncClient, headers: dict, start: asyncio.Event, results: list, delay: float = 0
 ) -> None:
     await start.wait()
+    await asyncio.sleep(delay)
     sent = time.perf_counter()
     arrivals: list[float] = []
     status = "failed"
@@ -57,8 +60,11 @@ async def one_stream(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--streams", type=int, default=200)
-    parser.add_argument("--tokens", type=int, default=60, help="deltas per answer")
+    parser.add_argument("--tokens", type=int, default=400, help="deltas per answer")
     parser.add_argument("--token-delay", type=float, default=0.05)
+    parser.add_argument(
+        "--ramp", type=float, default=5.0, help="spread the stream starts over this many seconds"
+    )
     args = parser.parse_args()
 
     text = " ".join(f"w{i}" for i in range(args.tokens))
@@ -86,15 +92,27 @@ def main() -> None:
                 start = asyncio.Event()
                 results: list = []
                 tasks = [
-                    asyncio.create_task(one_stream(client, headers, start, results))
-                    for _ in range(args.streams)
+                    asyncio.create_task(
+                        one_stream(client, headers, start, results, args.ramp * i / args.streams)
+                    )
+                    for i in range(args.streams)
                 ]
                 began = time.perf_counter()
                 start.set()
                 await asyncio.gather(*tasks)
                 return results, time.perf_counter() - began
 
+        processes = {
+            "app": psutil.Process(stack.app.pid),
+            "model_stand_in": psutil.Process(stack.fake.pid),
+            "clients": psutil.Process(),
+        }
+        cpu_before = {name: sum(p.cpu_times()[:2]) for name, p in processes.items()}
         results, wall = asyncio.run(run())
+        cpu_seconds = {
+            name: round(sum(p.cpu_times()[:2]) - cpu_before[name], 1)
+            for name, p in processes.items()
+        }
         sampling.set()
         sampler.join()
         time.sleep(1)
@@ -109,6 +127,16 @@ def main() -> None:
             max(0.0, (later - earlier - args.token_delay) * 1000)
             for earlier, later in itertools.pairwise(arrivals)
         )
+    # The steady window: every stream has started answering and none has finished. Gaps
+    # there measure "N open streams" alone, without the work of starting new ones.
+    window_start = max((arrivals[0] for _, arrivals, _ in results if arrivals), default=0)
+    window_end = min((arrivals[-1] for _, arrivals, _ in results if arrivals), default=0)
+    steady = [
+        max(0.0, (later - earlier - args.token_delay) * 1000)
+        for _, arrivals, _ in results
+        for earlier, later in itertools.pairwise(arrivals)
+        if earlier >= window_start and later <= window_end
+    ]
     completed = sum(1 for _, arrivals, status in results if status == "complete")
     summary = {
         "benchmark": "concurrent_streams",
@@ -121,9 +149,16 @@ def main() -> None:
         "added_inter_token_ms_p95": round(percentile(added, 0.95), 1),
         "added_inter_token_ms_p99": round(percentile(added, 0.99), 1),
         "added_inter_token_ms_max": round(max(added, default=float("nan")), 1),
+        "steady_window_s": round(max(0.0, window_end - window_start), 1),
+        "steady_added_inter_token_ms_p50": round(percentile(steady, 0.50), 1),
+        "steady_added_inter_token_ms_p95": round(percentile(steady, 0.95), 1),
+        "steady_added_inter_token_ms_p99": round(percentile(steady, 0.99), 1),
         "first_token_ms_p50": round(percentile(first, 0.50), 1),
         "first_token_ms_p95": round(percentile(first, 0.95), 1),
         "wall_s": round(wall, 1),
+        # CPU each process used during the run (with the warm-up stream); compare with
+        # wall_s: a process near 1 CPU-second per second was the bottleneck.
+        "cpu_s": cpu_seconds,
         "app_rss_mb_before": round(rss_before / 2**20, 1),
         "app_rss_mb_peak": round(peak[0] / 2**20, 1),
         "app_rss_mb_after": round(rss_after / 2**20, 1),

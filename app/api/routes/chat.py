@@ -50,7 +50,7 @@ async def _prepare(
         conversation = await chat_service.open_conversation(session, user.id, body)
     except chat_service.NotFound as error:
         raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail=str(error)) from None
-    return chat_service.ChatTurn(
+    turn = chat_service.ChatTurn(
         settings=settings,
         sessionmaker=get_sessionmaker(settings),
         model=get_chat_model(settings),
@@ -58,6 +58,10 @@ async def _prepare(
         conversation=conversation,
         request=body,
     )
+    # The turn uses its own short sessions. Hand the request's connection back to the
+    # pool now, or every open stream would hold one (idle in transaction) to its end.
+    await session.close()
+    return turn
 
 
 @router.post(
