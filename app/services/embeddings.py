@@ -183,7 +183,9 @@ def embed_texts(
     with the number of texts embedded so far.
     """
     loaded = load_model(settings)
-    batch_size = loaded.embedding.embed_batch_size
+    # Small inputs (a short document) are split so that every thread gets a share.
+    per_thread = -(-len(texts) // max(1, loaded.ingest_threads))
+    batch_size = max(1, min(loaded.embedding.embed_batch_size, per_thread))
     batches = [list(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
     if not batches:
         return []
