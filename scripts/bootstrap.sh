@@ -12,10 +12,11 @@ VENV=${VENV:-.venv}
 #   pebble                                    local ACME server, so Certbot is tested for real
 #   testssl.sh                                TLS scan of the test host (docs/BENCHMARKS.md)
 #   openssh-client rsync                      Ansible's transport
+#   openssl jq                                certificates in tests; the curl examples of the README and the demo
 APT_PACKAGES=(
   python3 python3-venv python3-dev build-essential git make curl ca-certificates
   mmdebstrap systemd-container zstd iproute2 nftables
-  pebble testssl.sh openssh-client rsync
+  pebble testssl.sh openssh-client rsync openssl jq
 )
 
 missing=()

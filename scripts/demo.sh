@@ -78,6 +78,16 @@ From the command line:
 
   curl --cacert $ca --resolve $DOMAIN:443:$ADDRESS https://$DOMAIN/readyz
 
+The API (the browser app is not part of this release yet), e.g. a streamed, cited answer:
+
+  C="curl -s --cacert $ca --resolve $DOMAIN:443:$ADDRESS"
+  TOKEN=\$(\$C https://$DOMAIN/api/auth/login -H 'Content-Type: application/json' \\
+    -d '{"email":"$EMAIL","password":"$password"}' | jq -r .access_token)
+  PROJECT=\$(\$C https://$DOMAIN/api/projects -H "Authorization: Bearer \$TOKEN" | jq -r '.[0].id')
+  \$C -N https://$DOMAIN/api/chat/stream -H "Authorization: Bearer \$TOKEN" \\
+    -H 'Content-Type: application/json' \\
+    -d "{\\"message\\":\\"How do I keep a sourdough starter alive?\\",\\"project_id\\":\\"\$PROJECT\\"}"
+
 No ANTHROPIC_API_KEY is set, so the chat answers in offline mode (quoted passages).
 Shell on the host: scripts/testhost.sh ssh $NAME     Remove it: scripts/testhost.sh down $NAME
 MSG
