@@ -31,7 +31,7 @@ def test_defaults_and_derived_paths(tmp_path):
     assert settings.environment == "test"  # from the test environment
     assert settings.access_token_minutes == 15
     assert settings.refresh_token_days == 30
-    assert (settings.chunk_size, settings.chunk_overlap) == (512, 64)
+    assert (settings.chunk_size, settings.chunk_overlap) == (256, 64)
     assert settings.embedding_model == "all-MiniLM-L6-v2"
     assert settings.torch_threads == 1
     assert settings.uploads_dir == tmp_path / "uploads"
