@@ -87,6 +87,10 @@ JSON
 }
 
 add_dns_record() {  # domain ipv4
+  # challtestsrv's add-a appends to what the name already has: clear it first so the
+  # name answers exactly one address (else pebble may validate against an old host).
+  curl -fsS --max-time 5 -X POST "http://$BRIDGE_ADDRESS:$DNS_MANAGEMENT_PORT/clear-a" \
+    -d "{\"host\":\"$1.\"}" >/dev/null
   curl -fsS --max-time 5 -X POST "http://$BRIDGE_ADDRESS:$DNS_MANAGEMENT_PORT/add-a" \
     -d "{\"host\":\"$1.\",\"addresses\":[\"$2\"]}" >/dev/null
 }
