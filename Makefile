@@ -43,7 +43,7 @@ lint: $(STAMP) ## ruff, yamllint, ansible-lint (production profile)
 	$(BIN)/ruff check app tests bench scripts
 	$(BIN)/ruff format --check app tests bench scripts
 	$(BIN)/yamllint -s ansible roles inventories
-	cd ansible && ../$(BIN)/ansible-lint --profile production . ../roles
+	PATH="$(abspath $(BIN)):$$PATH" ANSIBLE_CONFIG=ansible/ansible.cfg $(BIN)/ansible-lint  # profile: .ansible-lint
 
 format: $(STAMP) ## Apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix app tests bench scripts
