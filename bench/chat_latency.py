@@ -45,10 +45,10 @@ def first_token_latency(client: httpx.Client, headers: dict, body: dict) -> tupl
         for line in response.iter_lines():
             if line == "event: sources" and sources_at is None:
                 sources_at = time.perf_counter()
-            elif line == "event: token":
+            elif line == "event: token" and token_at is None:
                 token_at = time.perf_counter()
-                break
-        # Leaving early closes the connection: the rest of the answer is not needed.
+        # Read to the end, as a person does: leaving early would cancel the turn and its
+        # clean-up (saving the partial answer) would overlap the next measured request.
     if token_at is None or sources_at is None:
         raise RuntimeError("the stream ended without a token")
     return sources_at - started, token_at - started
