@@ -4,9 +4,10 @@ and a Lynis audit of the result."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
-from conftest import record_result, ssh_attempt
+from conftest import record_result, run_playbook, ssh_attempt
 
 LYNIS_TARGET = 80
 
@@ -135,6 +136,19 @@ def test_network_sysctl(host, key, expected):
     assert host.sysctl(key) == int(expected)
     saved = host.file("/etc/sysctl.d/90-knowledgetree-network.conf").content_string
     assert f"{key}={expected}" in saved.replace(" ", "")
+
+
+def test_a_sysctl_changed_by_hand_is_put_back(host):
+    key = "net.ipv4.conf.all.rp_filter"
+    with host.sudo():
+        host.check_output(f"/usr/sbin/sysctl -w {key}=0")
+    assert host.sysctl(key) == 0
+    run = run_playbook(Path(__file__).with_name("playbooks") / "hardening_sysctl.yml")
+    assert run.rc == 0, run.tail()
+    assert run.changed_tasks() == [
+        "hardening : Load the settings when a live value differs from 90-knowledgetree-network.conf"
+    ]
+    assert host.sysctl(key) == 1
 
 
 def test_kernel_sysctls_are_left_to_the_host_inside_a_container(host, provisioned):
