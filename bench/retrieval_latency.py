@@ -108,7 +108,11 @@ async def measure(settings, project_id, queries, exact_ids, node_index, ef_searc
     from sqlalchemy import text
 
     from app.core.db import get_sessionmaker
-    from app.services.retrieval import search_by_vector, vector_literal
+    from app.services.retrieval import (
+        search_by_vector,
+        set_hnsw_search_parameters,
+        vector_literal,
+    )
 
     maker = get_sessionmaker(settings)
     vector_sql = text(
@@ -123,8 +127,7 @@ async def measure(settings, project_id, queries, exact_ids, node_index, ef_searc
         for query, truth in zip(queries, exact_ids, strict=True):
             literal = vector_literal(query.tolist())
             started = time.perf_counter()
-            await session.execute(text(f"SET LOCAL hnsw.ef_search = {int(ef_search)}"))
-            await session.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
+            await set_hnsw_search_parameters(session, ef_search)
             rows = (await session.execute(vector_sql, {"p": project_id, "q": literal})).scalars()
             found = {node_index[node_id] for node_id in rows}
             vector_latencies.append(time.perf_counter() - started)

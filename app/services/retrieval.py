@@ -102,6 +102,21 @@ _SEARCH_SQL = text(
 )
 
 
+_HNSW_SETTINGS_SQL = text(
+    "SELECT set_config('hnsw.ef_search', :ef_search, true), "
+    "set_config('hnsw.iterative_scan', 'relaxed_order', true)"
+)
+
+
+async def set_hnsw_search_parameters(session: AsyncSession, ef_search: int) -> None:
+    """HNSW search settings for the current transaction (like SET LOCAL), in one round trip.
+
+    ``iterative_scan``: when the project filter drops candidates, pgvector keeps scanning
+    the index instead of returning fewer than LIMIT rows.
+    """
+    await session.execute(_HNSW_SETTINGS_SQL, {"ef_search": str(int(ef_search))})
+
+
 def vector_literal(vector: list[float]) -> str:
     return "[" + ",".join(f"{value:.7g}" for value in vector) + "]"
 
@@ -157,8 +172,7 @@ async def search_by_vector(
     top_k = min(top_k or settings.search_default_top_k, settings.search_max_top_k)
     candidates = max(_MIN_CANDIDATES, 2 * top_k)
     ef_search = max(settings.hnsw_ef_search, candidates)
-    await session.execute(text(f"SET LOCAL hnsw.ef_search = {int(ef_search)}"))
-    await session.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
+    await set_hnsw_search_parameters(session, ef_search)
     rows = await session.execute(
         _SEARCH_SQL,
         {

@@ -46,9 +46,12 @@ async def _prepare(
     body: ChatRequest, user: CurrentUser, session: SessionDep, settings: Settings
 ) -> chat_service.ChatTurn:
     _check_model(body, settings)
+    query_vector = chat_service.start_query_embedding(settings, body)
     try:
         conversation = await chat_service.open_conversation(session, user.id, body)
     except chat_service.NotFound as error:
+        if query_vector is not None:
+            query_vector.cancel()
         raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail=str(error)) from None
     turn = chat_service.ChatTurn(
         settings=settings,
@@ -57,6 +60,7 @@ async def _prepare(
         user_id=user.id,
         conversation=conversation,
         request=body,
+        query_vector=query_vector,
     )
     # The turn uses its own short sessions. Hand the request's connection back to the
     # pool now, or every open stream would hold one (idle in transaction) to its end.
