@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sse_starlette import ServerSentEvent
 
@@ -50,6 +51,7 @@ logger = logging.getLogger(__name__)
 CLIENT_GONE = "The connection closed before the answer was finished; this is the part that arrived."
 INTERNAL_ERROR = "Something went wrong on the server while answering. Please try again."
 CONVERSATION_GONE = "This conversation was deleted while the question was being sent."
+PROJECT_GONE = "This project was deleted while the question was being sent."
 TITLE_LENGTH = 80
 
 Emit = Callable[[EventName, dict[str, Any]], Awaitable[None]]
@@ -73,7 +75,11 @@ async def open_conversation(
     session: AsyncSession, user_id: uuid.UUID, request: ChatRequest
 ) -> Conversation:
     """The conversation this question belongs to: the given one (if it is the user's) or a
-    new one titled after the question. Raises NotFound for foreign or unknown ids."""
+    new one titled after the question. Raises NotFound for foreign or unknown ids.
+
+    A new conversation is not saved here: the turn saves it together with its first
+    question, in one transaction (a commit less before the first token).
+    """
     if request.project_id is not None:
         project = await session.get(Project, request.project_id)
         if project is None or project.owner_id != user_id:
@@ -85,16 +91,14 @@ async def open_conversation(
         if request.project_id is not None and conversation.project_id != request.project_id:
             raise NotFound("Conversation not found in this project")
         return conversation
-    conversation = Conversation(
+    return Conversation(
+        id=uuid.uuid4(),
         user_id=user_id,
         project_id=request.project_id,
         title=auto_title(request.message),
         title_is_auto=True,
         message_count=0,
     )
-    session.add(conversation)
-    await session.commit()
-    return conversation
 
 
 # --- per-conversation ordering ---------------------------------------------------------------
@@ -240,6 +244,8 @@ class ChatTurn:
         self.model_name = request.model or settings.chat_model
         # Made here, so the history read that runs alongside the save can leave it out.
         self.result = TurnResult(conversation_id=conversation.id, user_message_id=uuid.uuid4())
+        # Not saved yet (see open_conversation): saved with the question.
+        self.new_conversation = conversation if request.conversation_id is None else None
 
     async def run(self, emit: Emit) -> TurnResult:
         async with conversation_lock(self.conversation_id):
@@ -253,7 +259,11 @@ class ChatTurn:
                 context.cancel()
                 await emit(
                     "error",
-                    {"message": CONVERSATION_GONE, "retryable": False, "kind": "not_found"},
+                    {
+                        "message": PROJECT_GONE if self.new_conversation else CONVERSATION_GONE,
+                        "retryable": False,
+                        "kind": "not_found",
+                    },
                 )
                 return self.result
             except BaseException:
@@ -361,7 +371,11 @@ class ChatTurn:
 
     async def _save_user_message(self) -> None:
         async with self.sessionmaker() as session:
-            position = await _next_position(session, self.conversation_id)
+            if self.new_conversation is not None:
+                self.new_conversation.message_count = position = 1
+                session.add(self.new_conversation)
+            else:
+                position = await _next_position(session, self.conversation_id)
             message = Message(
                 id=self.result.user_message_id,
                 conversation_id=self.conversation_id,
@@ -371,12 +385,18 @@ class ChatTurn:
                 status="complete",
             )
             session.add(message)
-            await session.commit()
+            try:
+                await session.commit()
+            except IntegrityError:
+                if self.new_conversation is None:
+                    raise
+                # The project (or the account) was deleted since the request was checked.
+                raise NotFound("Project not found") from None
 
     async def _history(self, session: AsyncSession) -> list[HistoryMessage]:
         """The last messages before this question (the conversation lock keeps others out)."""
         limit = self.settings.chat_history_messages
-        if limit == 0:
+        if limit == 0 or self.new_conversation is not None:
             return []
         rows = (
             await session.scalars(

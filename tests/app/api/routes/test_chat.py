@@ -13,7 +13,10 @@ from sqlalchemy import select
 
 from app.core.config import Settings
 from app.core.db import get_sessionmaker
-from app.models.conversation import Message
+from app.models.conversation import Conversation, Message
+from app.schemas.chat import ChatRequest
+from app.services import chat as chat_service
+from app.services.llm import get_chat_model
 from app.services.offline_answer import OFFLINE_LABEL
 from app.services.sse import parse_sse
 from tests.app.chat_fixtures import index_project
@@ -433,6 +436,43 @@ async def test_foreign_or_unknown_ids_are_404(
             assert response.status_code == 404, (path, body, response.text)
     assert len(anthropic_fake.requests) == requests_before
     assert len(await messages_of(chat_settings, conversation_id)) == 2
+
+
+async def test_a_project_deleted_before_the_question_is_saved_leaves_nothing(
+    chat_client, user_factory, anthropic_fake, chat_settings
+) -> None:
+    """A new conversation is saved with its first question; if the project went away
+    in between, the turn says so and writes nothing (and asks no model)."""
+    user = await user_factory()
+    project = await index_project(chat_client, user.headers, chat_settings)
+    request = ChatRequest(message="Anything left?", project_id=project.id)
+    maker = get_sessionmaker(chat_settings)
+    async with maker() as session:
+        conversation = await chat_service.open_conversation(session, user.id, request)
+    deleted = await chat_client.delete(f"/api/projects/{project.id}", headers=user.headers)
+    assert deleted.status_code == 204
+    requests_before = len(anthropic_fake.requests)
+    turn = chat_service.ChatTurn(
+        settings=chat_settings,
+        sessionmaker=maker,
+        model=get_chat_model(chat_settings),
+        user_id=user.id,
+        conversation=conversation,
+        request=request,
+    )
+    events: Events = []
+
+    async def emit(name: str, data: dict) -> None:
+        events.append((name, data))
+
+    await turn.run(emit)
+    assert events == [
+        ("error", {"message": chat_service.PROJECT_GONE, "retryable": False, "kind": "not_found"})
+    ]
+    async with maker() as session:
+        assert await session.get(Conversation, conversation.id) is None
+    assert await messages_of(chat_settings, str(conversation.id)) == []
+    assert len(anthropic_fake.requests) == requests_before
 
 
 async def test_requires_login(chat_client) -> None:
