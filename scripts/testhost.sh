@@ -249,24 +249,39 @@ remember_host_key() {
   printf '%s %s\n' "$ip" "$(cut -d' ' -f1,2 "$root/etc/ssh/ssh_host_ed25519_key.pub")" >>"$KNOWN_HOSTS"
 }
 
+# The guest's PID 1 (its systemd): the child of systemd-nspawn.
+guest_init_pid() {
+  local nspawn
+  nspawn=$(host_pid "$1") || return 1
+  ps --ppid "$nspawn" -o pid= | head -n 1 | tr -d ' '
+}
+
+# Wait for the guest's systemd to finish booting, then for its sshd to accept connections.
+# systemd is asked directly (nsenter), not over ssh: once provisioned, a host refuses root
+# logins (and fail2ban would ban this machine for trying), yet `up` must boot it again.
 wait_for_boot() {
-  local name=$1 ip=$2 deadline state
+  local name=$1 ip=$2 deadline state init=""
   deadline=$((SECONDS + BOOT_TIMEOUT))
-  mapfile -t opts < <(ssh_opts)
-  until ssh "${opts[@]}" "root@$ip" true 2>/dev/null; do
+  until [[ -n $init ]] && nsenter --target "$init" --all true 2>/dev/null; do
     host_pid "$name" >/dev/null || die "$name stopped while booting; see $(host_dir "$name")/console.log"
-    ((SECONDS < deadline)) || die "$name: no ssh on $ip after ${BOOT_TIMEOUT}s; see $(host_dir "$name")/console.log"
+    ((SECONDS < deadline)) || die "$name: no init process after ${BOOT_TIMEOUT}s; see $(host_dir "$name")/console.log"
     sleep 0.5
+    init=$(guest_init_pid "$name") || init=""
   done
-  state=$(ssh "${opts[@]}" "root@$ip" systemctl is-system-running --wait 2>/dev/null || true)
+  state=$(timeout "$BOOT_TIMEOUT" nsenter --target "$init" --all \
+    systemctl is-system-running --wait 2>/dev/null || true)
   case $state in
     running) ;;
     degraded)
       log "$name is up but degraded; failed units:"
-      ssh "${opts[@]}" "root@$ip" systemctl --failed --no-legend --plain >&2 || true
+      nsenter --target "$init" --all systemctl --failed --no-legend --plain >&2 || true
       ;;
-    *) die "$name: systemd reports '$state'; see $(host_dir "$name")/console.log" ;;
+    *) die "$name: systemd reports '${state:-nothing}'; see $(host_dir "$name")/console.log" ;;
   esac
+  until timeout 3 bash -c "exec 3<>/dev/tcp/$ip/22" 2>/dev/null; do
+    ((SECONDS < deadline)) || die "$name: no ssh on $ip after ${BOOT_TIMEOUT}s; see $(host_dir "$name")/console.log"
+    sleep 0.5
+  done
 }
 
 cmd_up() {
@@ -309,7 +324,7 @@ cmd_up() {
   sleep 0.3
   host_pid "$name" >/dev/null || die "systemd-nspawn exited at once; see $dir/console.log"
   wait_for_boot "$name" "$ip"
-  log "$name is up: ssh root@$ip (scripts/testhost.sh ssh $name)"
+  log "$name is up at $ip (a shell: scripts/testhost.sh ssh $name)"
 }
 
 # Remove a host's directory, refusing if anything is still mounted below it.
