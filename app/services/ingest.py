@@ -279,9 +279,6 @@ async def process_document(
             if not path.is_file():
                 raise ParseError("The uploaded file is missing from the server's storage.")
             parsed = await asyncio.to_thread(parse_file, path, DocumentKind(document.kind))
-            await _update(session, document_id, page_count=parsed.page_count)
-            await progress(session, 10)
-
             await asyncio.to_thread(embeddings.load_model, settings)
             splitter = make_splitter(
                 embeddings.effective_chunk_size(settings),
@@ -291,7 +288,11 @@ async def process_document(
             chunks = await asyncio.to_thread(chunk_sections, parsed.sections, splitter)
             if not chunks:
                 raise ParseError("No extractable text was found in the document.")
-            await progress(session, 15)
+            # One write for both (each commit waits for the disk), and the check that
+            # the document was not deleted meanwhile, before the costly embedding.
+            await _update(session, document_id, page_count=parsed.page_count, progress=15)
+            if on_progress is not None:
+                on_progress(15)
 
             texts = [chunk.embedding_text for chunk in chunks]
             vectors = await _embed_with_progress(
