@@ -11,8 +11,9 @@ In order, for one question:
     error         {"message", "retryable", "kind"}                       only if it failed
     done          {"message_id", "status", "cited"}                     last
 
-(One exception: if the conversation is deleted while the question is being sent, an
-`error` of kind "not_found" ends the stream, without `done`.)
+(One exception: if the conversation, or the project of a new one, is deleted while the
+question is being sent, an `error` of kind "not_found" is the only event: nothing was
+saved, no `conversation` and no `done`.)
 
 `status` is complete | incomplete (cut off; the partial text is saved) | failed
 (no text). Comment lines (`: ping ...`) are heartbeats every CHAT_HEARTBEAT_SECONDS
