@@ -64,11 +64,13 @@ class ChatStack:
         token_delay: float = 0.0,
         text: str = "This is a benchmark answer [1].",
         app_env: dict[str, str] | None = None,
+        stamp_tokens: bool = False,
     ) -> None:
         self.first_token_delay = first_token_delay
         self.token_delay = token_delay
         self.text = text
         self.app_env = app_env or {}
+        self.stamp_tokens = stamp_tokens
         self.workdir = Path(tempfile.mkdtemp(prefix="kt-bench-"))
         self._stack = contextlib.ExitStack()
 
@@ -135,6 +137,7 @@ class ChatStack:
             str(self.token_delay),
             "--text",
             self.text,
+            *(["--stamp-tokens"] if self.stamp_tokens else []),
         ]
         self.fake = fake = subprocess.Popen(
             command, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True

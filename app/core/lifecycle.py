@@ -39,4 +39,11 @@ async def _finish_chat_turns(app: FastAPI) -> None:
     await wait_for_turns()
 
 
-SHUTDOWN_HOOKS: list[LifecycleHook] = [_finish_chat_turns, _stop_ingest_worker]
+async def _close_chat_models(app: FastAPI) -> None:
+    from app.services.llm import close_chat_models
+
+    await close_chat_models()
+
+
+# Run in reverse: stop the worker, let answers finish saving, then close the model client.
+SHUTDOWN_HOOKS: list[LifecycleHook] = [_close_chat_models, _finish_chat_turns, _stop_ingest_worker]

@@ -200,7 +200,7 @@ async def find_passages(
             session,
             project_id,
             request.message,
-            await query_vector,
+            query_vector,
             top_k=request.max_context_chunks,
             min_similarity=request.min_similarity,
             settings=settings,
@@ -306,10 +306,11 @@ class ChatTurn:
 
     async def _read_context(self) -> tuple[list[Passage], bool, list[HistoryMessage]]:
         async with self.sessionmaker() as session:
+            # History first: it runs while the question's embedding is still being made.
+            history = await self._history(session)
             passages, searched = await find_passages(
                 session, self.settings, self.request, self.project_id, self.query_vector
             )
-            history = await self._history(session)
         return passages, searched, history
 
     async def _answer(

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass
 
 from sqlalchemy import text
@@ -161,18 +162,25 @@ async def search_by_vector(
     session: AsyncSession,
     project_id: uuid.UUID,
     query: str,
-    vector: list[float],
+    vector: list[float] | Awaitable[list[float]],
     *,
     top_k: int | None = None,
     min_similarity: float = 0.0,
     settings: Settings | None = None,
 ) -> list[SearchHit]:
-    """``search`` with the query's embedding already computed (benchmarks, re-use)."""
+    """``search`` with the query's embedding computed elsewhere.
+
+    ``vector`` may still be under way (an awaitable, as the chat starts it early): the
+    session's connection, transaction and HNSW settings are readied while it finishes,
+    so only the search itself waits for it.
+    """
     settings = settings or get_settings()
     top_k = min(top_k or settings.search_default_top_k, settings.search_max_top_k)
     candidates = max(_MIN_CANDIDATES, 2 * top_k)
     ef_search = max(settings.hnsw_ef_search, candidates)
     await set_hnsw_search_parameters(session, ef_search)
+    if not isinstance(vector, list):
+        vector = await vector
     rows = await session.execute(
         _SEARCH_SQL,
         {

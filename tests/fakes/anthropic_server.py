@@ -77,6 +77,10 @@ class Script:
     fail_after_tokens: int = 3
     # For hang / midstream_stall: how long to stay silent (bounded, so nothing leaks).
     hang_seconds: float = 30.0
+    # Benchmarks: each delta's text is "<request received>/<delta sent>", two readings
+    # of `time.monotonic()` (one clock for every process of the machine), so a client
+    # can tell the delay the app added from the stand-in's own time and lateness.
+    stamp_tokens: bool = False
 
 
 @dataclass
@@ -221,6 +225,7 @@ class FakeAnthropicServer:
 
     # --- the endpoint ----------------------------------------------------------------
     async def _messages(self, request: Request) -> Response:
+        received = time.monotonic()
         body = await request.json()
         with self._lock:
             self.requests.append(
@@ -252,7 +257,7 @@ class FakeAnthropicServer:
             with self._lock:
                 self.streams.append(record)
             return StreamingResponse(
-                self._stream(body, script, text, input_tokens, record),
+                self._stream(body, script, text, input_tokens, record, received),
                 media_type="text/event-stream",
                 headers={"request-id": request_id, "cache-control": "no-cache"},
             )
@@ -279,6 +284,7 @@ class FakeAnthropicServer:
         text: str,
         input_tokens: int,
         record: StreamRecord,
+        received: float,
     ):
         def event(name: str, data: dict[str, Any]) -> bytes:
             return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
@@ -331,6 +337,8 @@ class FakeAnthropicServer:
                     return
                 if i and script.token_delay:
                     await asyncio.sleep(script.token_delay)
+                if script.stamp_tokens:
+                    token = f"{received:.6f}/{time.monotonic():.6f} "
                 yield event(
                     "content_block_delta",
                     {
@@ -384,10 +392,16 @@ def main() -> None:
     parser.add_argument("--text", default=None, help="reply text (default: echo the passages)")
     parser.add_argument("--first-token-delay", type=float, default=0.0)
     parser.add_argument("--token-delay", type=float, default=0.0)
+    parser.add_argument(
+        "--stamp-tokens", action="store_true", help='delta text: "<received>/<sent>" times'
+    )
     args = parser.parse_args()
     server = FakeAnthropicServer()
     server.default = Script(
-        text=args.text, first_token_delay=args.first_token_delay, token_delay=args.token_delay
+        text=args.text,
+        first_token_delay=args.first_token_delay,
+        token_delay=args.token_delay,
+        stamp_tokens=args.stamp_tokens,
     )
     server.start()
     # Nothing to keep per request in a long benchmark run.

@@ -30,9 +30,22 @@ from app.services.prompt import (
 from tests.fakes.anthropic_server import FakeAnthropicServer, Script
 
 
+_open_models: list[AnthropicChatModel] = []
+
+
 def _model(fake: FakeAnthropicServer, **options) -> AnthropicChatModel:
     defaults = {"timeout_seconds": 2.0, "max_retries": 2, "retry_backoff_seconds": 0.01}
-    return AnthropicChatModel(api_key="sk-test", base_url=fake.base_url, **{**defaults, **options})
+    model = AnthropicChatModel(api_key="sk-test", base_url=fake.base_url, **{**defaults, **options})
+    _open_models.append(model)
+    return model
+
+
+@pytest.fixture(autouse=True)
+async def _close_models():
+    """Each test's clients close their HTTP connections in the test's own event loop."""
+    yield
+    while _open_models:
+        await _open_models.pop().aclose()
 
 
 def _request(**overrides) -> ModelRequest:
