@@ -8,9 +8,10 @@ content (no deduplication) and long sections that fill whole chunks (up to 254 w
 pieces, the model's window).
 
 Measured, in one process on an embedded Postgres:
-* ``pipeline``: the real ingestion worker (``IngestWorker.process_next``) over all
-  documents: parse, sentence-aware chunking, embedding (INGEST_THREADS threads, torch
-  intra-op threads = TORCH_THREADS), PGVectorStore insert, status updates;
+* ``pipeline``: the real ingestion worker (``IngestWorker.run_until_idle``, what its
+  background loop runs) over all documents: parse, sentence-aware chunking, embedding
+  (INGEST_THREADS threads, torch intra-op threads = TORCH_THREADS), PGVectorStore
+  insert, status updates, INGEST_CONCURRENCY documents at once;
 * ``bare encode``: ``SentenceTransformer.encode`` on exactly the same chunk texts, with
   nothing else, in the best configuration we know for this machine: torch threads =
   CPU count in one call, and INGEST_THREADS threads x TORCH_THREADS (what the pipeline
@@ -100,8 +101,7 @@ async def run_pipeline(settings, paths: list[Path]) -> tuple[int, float, list[st
             await ingest.register_uploads(session, settings, project, staged, kinds)
         await worker._ensure_context()  # model loading is not ingestion
         started = time.perf_counter()
-        while await worker.process_next():
-            pass
+        await worker.run_until_idle()
         elapsed = time.perf_counter() - started
         async with worker.sessionmaker() as session:
             rows = (
@@ -192,7 +192,8 @@ def main() -> None:
     print("|---|---:|---:|")
     print(
         f"| pipeline: parse + chunk + embed + store (INGEST_THREADS={settings.ingest_threads}, "
-        f"TORCH_THREADS={settings.torch_threads}) | {pipeline_rate:.1f} "
+        f"TORCH_THREADS={settings.torch_threads}, INGEST_CONCURRENCY="
+        f"{settings.ingest_concurrency}) | {pipeline_rate:.1f} "
         f"| {100 * pipeline_rate / best_bare:.0f} % |"
     )
     for label, rate in bare:

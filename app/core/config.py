@@ -153,6 +153,15 @@ class Settings(BaseSettings):
         description="Threads that embed batches in parallel during ingestion, each with "
         "TORCH_THREADS intra-op threads (one per core is fastest).",
     )
+    ingest_concurrency: int = Field(
+        default=2,
+        ge=1,
+        le=16,
+        description="Documents one app process ingests at once. With 2, one document is "
+        "parsed, chunked or stored while another is embedded, so the embedding threads "
+        "never wait for them (the threads are shared: more documents do not mean more "
+        "CPU). 1 processes them strictly one after another.",
+    )
 
     # --- vector index and retrieval ------------------------------------------------------
     hnsw_m: int = Field(default=16, ge=2, le=100, description="pgvector HNSW 'm': links per node.")

@@ -14,7 +14,9 @@ Threads, chosen deliberately (measured on a 2-core VPS, see bench/):
 * Ingestion gets its parallelism differently: ``embed_texts`` spreads batches over
   ``INGEST_THREADS`` Python threads, each running the model on one core (torch releases
   the GIL). That reaches the same throughput as 2 intra-op threads without ever
-  changing the global thread count under a running query.
+  changing the global thread count under a running query. The threads are one pool per
+  process, shared by every caller: batches of documents processed at once queue behind
+  each other instead of running more threads than cores.
 
 Hugging Face fast tokenizers are not safe to reconfigure from two threads at once
 ("Already borrowed"), and sentence-transformers sets padding/truncation on every call;
@@ -107,6 +109,10 @@ class _LoadedModel:
 
         self.sentence_transformer.preprocess = locked_preprocess  # type: ignore[method-assign]
         self.counting_tokenizer = _counting_tokenizer(self.sentence_transformer, path)
+        # Idle threads cost nothing; they start on first use.
+        self.embed_pool = ThreadPoolExecutor(
+            max_workers=self.ingest_threads, thread_name_prefix="embed"
+        )
 
 
 def _counting_tokenizer(model: SentenceTransformer, path: str) -> Tokenizer:
@@ -132,6 +138,8 @@ def load_model(settings: Settings | None = None) -> _LoadedModel:
     with _load_lock:
         if _loaded is None or _loaded.model_name != settings.embedding_model:
             logger.info("loading embedding model %s", settings.embedding_model)
+            if _loaded is not None:  # another model now: its threads are not needed
+                _loaded.embed_pool.shutdown(wait=False)
             _loaded = _LoadedModel(settings)
             logger.info("embedding model ready: %d dimensions", _loaded.dimension)
     return _loaded
@@ -195,15 +203,13 @@ def embed_texts(
     embed_batch = loaded.embedding.get_text_embedding_batch
     vectors: list[list[float]] = []
     done = 0
-    with ThreadPoolExecutor(
-        max_workers=min(loaded.ingest_threads, len(batches)), thread_name_prefix="embed"
-    ) as pool:
-        # map() yields in submission order, so vectors line up with texts.
-        for batch, result in zip(batches, pool.map(embed_batch, batches), strict=True):
-            vectors.extend(result)
-            done += len(batch)
-            if on_progress is not None:
-                on_progress(done)
+    # map() yields in submission order, so vectors line up with texts.
+    results = loaded.embed_pool.map(embed_batch, batches)
+    for batch, result in zip(batches, results, strict=True):
+        vectors.extend(result)
+        done += len(batch)
+        if on_progress is not None:
+            on_progress(done)
     return vectors
 
 

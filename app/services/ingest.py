@@ -7,7 +7,10 @@ Request side (fast, in the route):
     project already has the same content (same SHA-256).
 
 Background side (``IngestWorker``, one per app process, started by a lifespan hook):
-    claim the oldest ``queued`` document -> ``processing`` and run ``process_document``:
+    ``INGEST_CONCURRENCY`` lanes (default 2) each claim the oldest ``queued`` document
+    -> ``processing`` and run ``process_document``, one document after another. Two
+    lanes keep the embedding threads busy: while one document is embedded, the other
+    is parsed, chunked or stored (their batches share one thread pool). Per document:
     parse (10 %) -> chunk (15 %) -> embed (15-95 %, saved every second) -> store in
     ``data_chunks`` through LlamaIndex's PGVectorStore -> ``ready`` (100 %). Any failure
     -> ``failed`` with the reason; the document's chunks and stored file are removed so
@@ -384,7 +387,8 @@ def _lock_key(document_id: uuid.UUID) -> int:
 
 
 class IngestWorker:
-    """Processes queued documents one at a time in this process (see module docstring)."""
+    """Processes queued documents in this process, INGEST_CONCURRENCY at once (see the
+    module docstring)."""
 
     def __init__(self, settings: Settings, engine: AsyncEngine) -> None:
         self.settings = settings
@@ -394,7 +398,8 @@ class IngestWorker:
         self._task: asyncio.Task[None] | None = None
         self._sync_engine = None
         self._context: PipelineContext | None = None
-        self.current: uuid.UUID | None = None
+        self._context_lock = asyncio.Lock()  # lanes start together: load things once
+        self._next_sweep: float | None = None
 
     # -- life cycle
     async def start(self) -> None:
@@ -424,6 +429,12 @@ class IngestWorker:
         self._wake.set()
 
     async def _ensure_context(self) -> PipelineContext:
+        if self._context is not None:
+            return self._context
+        async with self._context_lock:
+            return await self._create_context()
+
+    async def _create_context(self) -> PipelineContext:
         if self._context is None:
             from sqlalchemy import create_engine
             from sqlalchemy.pool import NullPool
@@ -443,23 +454,41 @@ class IngestWorker:
 
     # -- the loop
     async def _loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        next_sweep = loop.time()  # sweep orphans first: this process may be a restart
         while True:
+            await self.run_until_idle()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
+            self._wake.clear()
+
+    async def _sweep_if_due(self) -> None:
+        """Re-queue orphans at start (this process may be a restart), then every minute."""
+        now = asyncio.get_running_loop().time()
+        if self._next_sweep is not None and now < self._next_sweep:
+            return
+        self._next_sweep = now + ORPHAN_SWEEP_SECONDS  # set first: the other lanes skip
+        await self.requeue_orphans()
+
+    async def run_until_idle(self) -> int:
+        """Process queued documents in INGEST_CONCURRENCY lanes until none is left to claim.
+
+        Returns how many documents were processed. An error in a lane (the database went
+        away...) is logged and ends that lane; the loop tries again after a poll.
+        """
+
+        async def lane() -> int:
+            processed = 0
             try:
-                if loop.time() >= next_sweep:
-                    await self.requeue_orphans()
-                    next_sweep = loop.time() + ORPHAN_SWEEP_SECONDS
-                processed = await self.process_next()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # the database went away, etc.: keep the worker alive
+                while True:
+                    await self._sweep_if_due()
+                    if not await self.process_next():
+                        break
+                    processed += 1
+            except Exception:
                 logger.exception("ingest worker error; retrying in %s s", POLL_SECONDS)
-                processed = False
-            if not processed:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
-                self._wake.clear()
+            return processed
+
+        lanes = max(1, self.settings.ingest_concurrency)
+        return sum(await asyncio.gather(*(lane() for _ in range(lanes))))
 
     async def process_next(
         self,
@@ -485,11 +514,7 @@ class IngestWorker:
         self, document_id: uuid.UUID, on_progress: ProgressCallback | None = None
     ) -> DocumentStatus:
         context = await self._ensure_context()
-        self.current = document_id
-        try:
-            return await process_document(context, document_id, on_progress)
-        finally:
-            self.current = None
+        return await process_document(context, document_id, on_progress)
 
     async def _claim(
         self, lock_connection: AsyncConnection, only: Sequence[uuid.UUID] | None

@@ -19,7 +19,9 @@ from app.services.ingest import IngestWorker, _lock_key
 from tests.app.fixtures import samples
 
 
-async def _document_in_processing(db_session, settings, tmp_path) -> Document:
+async def _document_in_processing(
+    db_session, settings, tmp_path, status: DocumentStatus = DocumentStatus.PROCESSING
+) -> Document:
     """A document left 'processing' by a process that died, with a stale chunk."""
     user = User(email=f"{uuid.uuid4().hex}@example.com", password_hash="x")
     db_session.add(user)
@@ -40,10 +42,10 @@ async def _document_in_processing(db_session, settings, tmp_path) -> Document:
         content_type="text/markdown",
         kind="markdown",
         size_bytes=source.stat().st_size,
-        sha256="0" * 64,
+        sha256=uuid.uuid4().hex * 2,
         storage_path=relative,
-        status=DocumentStatus.PROCESSING,
-        progress=40,
+        status=status,
+        progress=40 if status == DocumentStatus.PROCESSING else 0,
     )
     db_session.add(document)
     await db_session.flush()
@@ -94,6 +96,43 @@ async def test_app_start_resumes_interrupted_documents(app, db_session, settings
     # The stale chunk of the interrupted run is gone; no chunk is duplicated.
     assert "stale" not in texts
     assert len(texts) == document.chunk_count == len(set(texts))
+
+
+async def test_lanes_process_every_queued_document_once(db_session, settings, tmp_path):
+    documents = [
+        await _document_in_processing(db_session, settings, tmp_path, DocumentStatus.QUEUED)
+        for _ in range(5)
+    ]
+    worker = IngestWorker(
+        settings.model_copy(update={"ingest_concurrency": 2}), get_engine(settings)
+    )
+    claimed: list[uuid.UUID] = []
+    in_flight = most_in_flight = 0
+    process_claimed = worker.process_claimed
+
+    async def recording(document_id, on_progress=None):
+        nonlocal in_flight, most_in_flight
+        claimed.append(document_id)
+        in_flight += 1
+        most_in_flight = max(most_in_flight, in_flight)
+        try:
+            return await process_claimed(document_id, on_progress)
+        finally:
+            in_flight -= 1
+
+    worker.process_claimed = recording
+    try:
+        assert await worker.run_until_idle() == len(claimed)
+    finally:
+        await worker.stop()
+    # Each document claimed by exactly one lane, and two were worked on at once.
+    assert len(claimed) == len(set(claimed))
+    assert {document.id for document in documents} <= set(claimed)
+    assert most_in_flight == 2
+    for document in documents:
+        await db_session.refresh(document)
+        assert document.status == DocumentStatus.READY, document.error
+        assert document.chunk_count and document.progress == 100
 
 
 def test_ingest_and_reindex_commands(settings, tmp_path):

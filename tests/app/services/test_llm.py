@@ -29,7 +29,6 @@ from app.services.prompt import (
 )
 from tests.fakes.anthropic_server import FakeAnthropicServer, Script
 
-
 _open_models: list[AnthropicChatModel] = []
 
 
