@@ -48,6 +48,7 @@ Failure = Literal[
     "hang",  # accept the request, never answer (the client's timeout must fire)
     "midstream_error",  # start streaming, then `event: error` (overloaded_error)
     "midstream_stall",  # start streaming, then go silent
+    "midstream_drop",  # start streaming, then drop the connection (no end of body)
 ]
 
 _HTTP_ERRORS: dict[str, tuple[int, str, str]] = {
@@ -73,7 +74,7 @@ class Script:
     first_token_delay: float = 0.0
     token_delay: float = 0.0
     failure: Failure | None = None
-    # For midstream_error / midstream_stall: how many text deltas go out first.
+    # For midstream_error / _stall / _drop: how many text deltas go out first.
     fail_after_tokens: int = 3
     # For hang / midstream_stall: how long to stay silent (bounded, so nothing leaks).
     hang_seconds: float = 30.0
@@ -320,12 +321,17 @@ class FakeAnthropicServer:
                 await asyncio.sleep(script.first_token_delay)
             for i, token in enumerate(tokens):
                 if (
-                    script.failure in ("midstream_error", "midstream_stall")
+                    script.failure in ("midstream_error", "midstream_stall", "midstream_drop")
                     and i == script.fail_after_tokens
                 ):
                     if script.failure == "midstream_stall":
                         await self._silence(script.hang_seconds)
                         return
+                    if script.failure == "midstream_drop":
+                        # An exception in the body makes uvicorn close the connection
+                        # without the chunked body's end: what a network cut looks like.
+                        record.completed = True  # on purpose
+                        raise RuntimeError("stand-in: connection dropped on purpose")
                     yield event(
                         "error",
                         {

@@ -164,6 +164,20 @@ async def test_stall_mid_stream_times_out(anthropic_fake: FakeAnthropicServer) -
     assert len(anthropic_fake.requests) == 1
 
 
+async def test_connection_dropped_mid_stream_is_a_clear_error(
+    anthropic_fake: FakeAnthropicServer,
+) -> None:
+    anthropic_fake.default = Script(text="a b c d e f", failure="midstream_drop")
+    texts: list[str] = []
+    with pytest.raises(LLMUnavailable) as caught:
+        async for event in _model(anthropic_fake).stream(_request()):
+            if isinstance(event, TextDelta):
+                texts.append(event.text)
+    assert "".join(texts) == "a b c "
+    assert "broke off" in caught.value.message and caught.value.retryable
+    assert len(anthropic_fake.requests) == 1  # text was shown: not retried
+
+
 async def test_stopping_early_closes_the_upstream_stream(
     anthropic_fake: FakeAnthropicServer,
 ) -> None:
