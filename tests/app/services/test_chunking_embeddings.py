@@ -31,6 +31,15 @@ def test_embeddings_are_unit_length_and_meaningful(settings):
     assert cosine(query, near) > cosine(query, far) + 0.2
 
 
+def test_query_embedding_is_llamaindex_query_embedding(settings):
+    """embed_query's direct path gives LlamaIndex's vector (prompt, pooling, norm)."""
+    reference = embeddings.get_embed_model(settings)
+    for query in ["Who climbs the lighthouse steps?", "ünïcödé, émojis 🐝", "word " * 400]:
+        direct = embeddings.embed_query(query, settings)
+        expected = reference.get_query_embedding(query)
+        assert max(abs(a - b) for a, b in zip(direct, expected, strict=True)) < 1e-6
+
+
 def test_parallel_embedding_keeps_order_and_reports_progress(settings):
     texts = [f"Sentence number {i} is about topic {i % 5}." for i in range(150)]
     done: list[int] = []
