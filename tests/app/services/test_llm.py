@@ -9,6 +9,7 @@ import pytest
 
 from app.services.llm import (
     AnthropicChatModel,
+    LLMError,
     LLMOverloaded,
     LLMRateLimited,
     LLMStreamInterrupted,
@@ -66,6 +67,16 @@ async def _drain(model, request) -> tuple[list[str], Usage | None]:
         else:
             usage = event
     return texts, usage
+
+
+async def _text_before_error(model, error_type: type[LLMError]) -> tuple[str, LLMError]:
+    """Stream until the model raises ``error_type``; the text shown before, and the error."""
+    texts: list[str] = []
+    with pytest.raises(error_type) as caught:
+        async for event in model.stream(_request()):
+            if isinstance(event, TextDelta):
+                texts.append(event.text)
+    return "".join(texts), caught.value
 
 
 # --- streaming ---------------------------------------------------------------------------
@@ -132,14 +143,9 @@ async def test_error_event_mid_stream_is_not_retried(anthropic_fake: FakeAnthrop
     """`event: error` after some text: the SDK raises APIStatusError(200); no retry, since
     the user already saw text; the caller keeps the partial answer."""
     anthropic_fake.default = Script(text="one two three four five six", failure="midstream_error")
-    texts: list[str] = []
-    with pytest.raises(LLMStreamInterrupted) as caught:
-        async for event in _model(anthropic_fake).stream(_request()):
-            if isinstance(event, TextDelta):
-                texts.append(event.text)
-    assert "".join(texts) == "one two three "
-    assert "overloaded" in caught.value.message
-    assert caught.value.retryable
+    text, error = await _text_before_error(_model(anthropic_fake), LLMStreamInterrupted)
+    assert text == "one two three "
+    assert "overloaded" in error.message and error.retryable
     assert len(anthropic_fake.requests) == 1
 
 
@@ -155,12 +161,9 @@ async def test_error_event_before_any_text_is_retried(anthropic_fake: FakeAnthro
 
 async def test_stall_mid_stream_times_out(anthropic_fake: FakeAnthropicServer) -> None:
     anthropic_fake.default = Script(text="a b c d e f", failure="midstream_stall", hang_seconds=10)
-    texts: list[str] = []
-    with pytest.raises(LLMTimeout):
-        async for event in _model(anthropic_fake, timeout_seconds=0.3).stream(_request()):
-            if isinstance(event, TextDelta):
-                texts.append(event.text)
-    assert "".join(texts) == "a b c "
+    model = _model(anthropic_fake, timeout_seconds=0.3)
+    text, _ = await _text_before_error(model, LLMTimeout)
+    assert text == "a b c "
     assert len(anthropic_fake.requests) == 1
 
 
@@ -168,13 +171,9 @@ async def test_connection_dropped_mid_stream_is_a_clear_error(
     anthropic_fake: FakeAnthropicServer,
 ) -> None:
     anthropic_fake.default = Script(text="a b c d e f", failure="midstream_drop")
-    texts: list[str] = []
-    with pytest.raises(LLMUnavailable) as caught:
-        async for event in _model(anthropic_fake).stream(_request()):
-            if isinstance(event, TextDelta):
-                texts.append(event.text)
-    assert "".join(texts) == "a b c "
-    assert "broke off" in caught.value.message and caught.value.retryable
+    text, error = await _text_before_error(_model(anthropic_fake), LLMUnavailable)
+    assert text == "a b c "
+    assert "broke off" in error.message and error.retryable
     assert len(anthropic_fake.requests) == 1  # text was shown: not retried
 
 
