@@ -50,6 +50,13 @@ VOCABULARY = _VOCABULARY_TEXT.split()
 FILLER_WORDS = 20_000
 
 
+def parse_stamp(token_text: str) -> tuple[float, float]:
+    """(received, sent) from a delta of the stand-in started with stamp_tokens=True:
+    when it received the request and when it sent the delta (`time.monotonic()`)."""
+    received, sent = token_text.split("/")
+    return float(received), float(sent)
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

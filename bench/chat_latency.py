@@ -28,7 +28,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench._chat_stack import ChatStack, percentile
+from bench._chat_stack import ChatStack, parse_stamp, percentile
 
 QUESTIONS = [
     "What is the refund policy for a returned product?",
@@ -55,8 +55,8 @@ def first_token_latency(
                 sources_at = time.perf_counter()
             elif line == "event: token" and token_at is None:
                 token_at = time.perf_counter()
-                received, sent = json.loads(next(lines)[5:])["text"].split("/")
-                model_own = float(sent) - float(received)
+                received, sent = parse_stamp(json.loads(next(lines)[5:])["text"])
+                model_own = sent - received
         # Read to the end, as a person does: leaving early would cancel the turn and its
         # clean-up (saving the partial answer) would overlap the next measured request.
     if token_at is None or sources_at is None:

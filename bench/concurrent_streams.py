@@ -39,7 +39,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._chat_stack import ChatStack, percentile
+from bench._chat_stack import ChatStack, parse_stamp, percentile
 
 
 async def one_stream(
@@ -69,8 +69,8 @@ async def one_stream(
                 elif line.startswith("data:"):
                     if event == "token":
                         arrived = time.perf_counter()
-                        stamp = json.loads(line[5:])["text"]  # "<received>/<sent> "
-                        tokens.append((arrived, float(stamp.split("/")[1])))
+                        _, stamped = parse_stamp(json.loads(line[5:])["text"])
+                        tokens.append((arrived, stamped))
                     elif event == "done":
                         status = json.loads(line[5:])["status"]
                     elif event == "error":

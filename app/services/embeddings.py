@@ -186,8 +186,8 @@ def embed_query(text: str, settings: Settings | None = None) -> list[float]:
     mean pooling, L2 norm; a test holds them equal), computed by the sentence-transformers
     model's own ``preprocess`` and forward pass. The wrappers around them, per call,
     emit instrumentation events, look for the model's device among all its parameters
-    and walk every module to set eval mode: about 5 ms, a quarter of the query's time
-    on the way to the first chat token.
+    and walk every module to set eval mode: about 3 ms of a ~20 ms query (interleaved
+    measurement, docs/BENCHMARKS.md).
     """
     import torch
 
