@@ -121,6 +121,8 @@ class ChatStack:
             "HF_HUB_OFFLINE": "1",
             "DB_POOL_SIZE": "10",
             "DB_MAX_OVERFLOW": "20",
+            # The ONNX query encoder's export is kept between runs (made once, ~25 s).
+            "MODEL_CACHE_DIR": str(Path(tempfile.gettempdir()) / "kt-bench-models"),
             **self.app_env,
         }
         self.sync_uri = uri
@@ -181,15 +183,26 @@ class ChatStack:
             env=self.env,
         )
         self._stack.callback(self._stop, self.app)
-        deadline = time.monotonic() + 300
+        deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.base_url}/healthz", timeout=1).status_code == 200:
+                self.query_embedding = self._query_embedding()
+                # Measure what production runs: the app switches to the ONNX encoder
+                # in the background once its (cached) export is ready.
+                if self.query_embedding and "until" not in self.query_embedding:
                     return
             if self.app.poll() is not None:
                 raise RuntimeError("the app exited during start-up")
             time.sleep(0.2)
-        raise RuntimeError("the app did not become healthy in 300 s")
+        raise RuntimeError("the app was not ready in 600 s")
+
+    def _query_embedding(self) -> str:
+        """What the app embeds queries with (from /readyz), e.g. 'ONNX Runtime'."""
+        response = httpx.get(f"{self.base_url}/readyz", timeout=5)
+        if response.status_code != 200:
+            return ""
+        detail = response.json()["checks"]["embedding_model"]["detail"]
+        return detail.rpartition("queries embedded by ")[2]
 
     @staticmethod
     def _stop(process: subprocess.Popen) -> None:

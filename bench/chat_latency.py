@@ -71,10 +71,19 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--model-delay", type=float, default=0.2, help="stand-in first-token delay")
     parser.add_argument("--context-chunks", type=int, default=6)
+    parser.add_argument(
+        "--query-embedding",
+        choices=["onnx", "torch"],
+        default="onnx",
+        help="the app's QUERY_EMBEDDING_BACKEND (onnx is the default; torch to compare)",
+    )
     args = parser.parse_args()
 
     with ChatStack(
-        first_token_delay=args.model_delay, text="Answer [1] " * 20, stamp_tokens=True
+        first_token_delay=args.model_delay,
+        text="Answer [1] " * 20,
+        stamp_tokens=True,
+        app_env={"QUERY_EMBEDDING_BACKEND": args.query_embedding},
     ) as stack:
         headers = stack.login()
         project_id = stack.create_project(headers)
@@ -131,6 +140,7 @@ def main() -> None:
             "search_api_ms_p50": round(percentile(search_ms, 0.50), 1),
             "search_api_ms_p95": round(percentile(search_ms, 0.95), 1),
             "index_build_s": round(index_seconds, 1),
+            "query_embedding": stack.query_embedding,
             "targets": {"p50_ms": 50, "p95_ms": 150},
         }
     print(json.dumps(summary))

@@ -146,6 +146,18 @@ class Settings(BaseSettings):
         "10 ms with 1 thread vs 61 ms with 2 on a 2-core VPS), and concurrent requests then "
         "use the cores side by side instead of fighting over them.",
     )
+    query_embedding_backend: Literal["onnx", "torch"] = Field(
+        default="onnx",
+        description="What embeds search and chat queries. 'onnx': the model exported once to "
+        "ONNX Runtime (cached in MODEL_CACHE_DIR; about 9 ms per query instead of 20 ms with "
+        "torch, same vectors to 1e-5); the app starts on torch and switches when the export "
+        "is ready. 'torch': always the torch model. Ingestion always uses torch.",
+    )
+    model_cache_dir: Path | None = Field(
+        default=None,
+        description="Where derived model files (the ONNX export) are kept; unset means "
+        "DATA_DIR/cache/models. Safe to delete: they are made again.",
+    )
     ingest_threads: int = Field(
         default=2,
         ge=1,
@@ -313,6 +325,11 @@ class Settings(BaseSettings):
     def uploads_dir(self) -> Path:
         """Where uploaded files are stored (DATA_DIR/uploads)."""
         return self.data_dir / "uploads"
+
+    @property
+    def models_cache_dir(self) -> Path:
+        """Where derived model files live (MODEL_CACHE_DIR, default DATA_DIR/cache/models)."""
+        return self.model_cache_dir or self.data_dir / "cache" / "models"
 
     @property
     def max_upload_bytes(self) -> int:

@@ -29,7 +29,14 @@ async def _stop_ingest_worker(app: FastAPI) -> None:
     await stop_worker(app)
 
 
-STARTUP_HOOKS: list[LifecycleHook] = [_start_ingest_worker]
+async def _start_query_encoder(app: FastAPI) -> None:
+    # In the background: queries use torch until the ONNX encoder is ready.
+    from app.services.embeddings import start_query_encoder
+
+    start_query_encoder(app.state.settings)
+
+
+STARTUP_HOOKS: list[LifecycleHook] = [_start_ingest_worker, _start_query_encoder]
 
 
 async def _finish_chat_turns(app: FastAPI) -> None:

@@ -18,6 +18,11 @@ Threads, chosen deliberately (measured on a 2-core VPS, see bench/):
   process, shared by every caller: batches of documents processed at once queue behind
   each other instead of running more threads than cores.
 
+Queries go through ONNX Runtime once it is ready (``QUERY_EMBEDDING_BACKEND=onnx``, the
+default; see ``app.services.query_encoder``): the same vectors in less than half the time.
+``start_query_encoder`` prepares it in the background; until then, and whenever it
+cannot be used, queries use the torch model.
+
 Hugging Face fast tokenizers are not safe to reconfigure from two threads at once
 ("Already borrowed"), and sentence-transformers sets padding/truncation on every call;
 ``preprocess`` (the tokenising step) is therefore serialised by a lock, while the
@@ -41,11 +46,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from app.core.config import PACKAGED_EMBEDDING_MODEL, Settings, get_settings
+from app.services.query_encoder import torch_query_vector
 
 if TYPE_CHECKING:
     from llama_index.embeddings.huggingface import HuggingFaceEmbedding
     from sentence_transformers import SentenceTransformer
     from tokenizers import Tokenizer
+
+    from app.services.query_encoder import OnnxQueryEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +121,11 @@ class _LoadedModel:
         # for it by name; resolved once here for embed_query's direct path.
         self.query_prompt: str | None = self.sentence_transformer.prompts.get("query") or None
         self.sentence_transformer.eval()
+        # Set once, from the background thread of start_query_encoder.
+        self.query_encoder: OnnxQueryEncoder | None = None
+        self.query_encoder_status = "torch (QUERY_EMBEDDING_BACKEND=torch)"
+        self.query_encoder_thread: threading.Thread | None = None
+        self.model_path = path
         # Idle threads cost nothing; they start on first use.
         self.embed_pool = ThreadPoolExecutor(
             max_workers=self.ingest_threads, thread_name_prefix="embed"
@@ -154,6 +167,47 @@ def is_model_loaded() -> bool:
     return _loaded is not None
 
 
+def start_query_encoder(settings: Settings | None = None) -> None:
+    """Prepare the ONNX query encoder in a background thread (once per process; a no-op
+    with QUERY_EMBEDDING_BACKEND=torch). Queries use torch until it is ready."""
+    settings = settings or get_settings()
+    loaded = load_model(settings)
+    if settings.query_embedding_backend != "onnx" or loaded.query_encoder_thread is not None:
+        return
+    with _load_lock:
+        if loaded.query_encoder_thread is not None:
+            return
+        loaded.query_encoder_status = "torch until the ONNX encoder is ready"
+        loaded.query_encoder_thread = threading.Thread(
+            target=_prepare_query_encoder,
+            args=(loaded, settings.models_cache_dir),
+            name="query-encoder",
+            daemon=True,
+        )
+        loaded.query_encoder_thread.start()
+
+
+def _prepare_query_encoder(loaded: _LoadedModel, cache_dir: Path) -> None:
+    from app.services import query_encoder
+
+    try:
+        encoder = query_encoder.prepare(
+            loaded.sentence_transformer, loaded.model_path, loaded.model_name, cache_dir
+        )
+    except Exception as error:  # any failure leaves queries on torch, which works
+        loaded.query_encoder_status = f"torch (ONNX unavailable: {error})"
+        logger.warning("queries stay on the torch model: %s", error)
+        return
+    loaded.query_encoder = encoder
+    loaded.query_encoder_status = "ONNX Runtime"
+    logger.info("queries now use the ONNX encoder")
+
+
+def query_encoder_status(settings: Settings | None = None) -> str:
+    """What embeds queries now, for /readyz: 'ONNX Runtime' or 'torch (why)'."""
+    return load_model(settings).query_encoder_status
+
+
 def get_embed_model(settings: Settings | None = None) -> HuggingFaceEmbedding:
     """The LlamaIndex embedding object (e.g. for ``Settings.embed_model``)."""
     return load_model(settings).embedding
@@ -180,23 +234,24 @@ def token_counter(settings: Settings | None = None) -> Callable[[str], list[int]
 
 
 def embed_query(text: str, settings: Settings | None = None) -> list[float]:
-    """Unit-length embedding of a search query (blocking: ~15 ms; call in a thread).
+    """Unit-length embedding of a search query (blocking: ~9 ms with ONNX Runtime, ~20 ms
+    with torch; call in a thread).
 
     The same vector as LlamaIndex's ``get_query_embedding`` (the model's query prompt,
-    mean pooling, L2 norm; a test holds them equal), computed by the sentence-transformers
-    model's own ``preprocess`` and forward pass. The wrappers around them, per call,
-    emit instrumentation events, look for the model's device among all its parameters
-    and walk every module to set eval mode: about 3 ms of a ~20 ms query (interleaved
-    measurement, docs/BENCHMARKS.md).
+    mean pooling, L2 norm; tests hold both backends equal to it). The text is tokenised
+    by the sentence-transformers model's own ``preprocess``; the forward pass is the ONNX
+    encoder's when it is ready, else the torch model's, called directly: LlamaIndex's
+    and sentence-transformers' wrappers, per call, emit instrumentation events, look for
+    the model's device among all its parameters and walk every module to set eval mode
+    (about 3 ms of a ~20 ms torch query; docs/BENCHMARKS.md).
     """
-    import torch
-
     loaded = load_model(settings)
     model = loaded.sentence_transformer
     features = model.preprocess([text], prompt=loaded.query_prompt)
-    with torch.inference_mode():
-        vector = model(features)["sentence_embedding"][0]
-        return torch.nn.functional.normalize(vector, p=2, dim=0).tolist()
+    encoder = loaded.query_encoder
+    if encoder is not None:
+        return encoder.encode(features)
+    return torch_query_vector(model, features)
 
 
 def embed_texts(

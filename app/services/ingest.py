@@ -623,4 +623,7 @@ async def check_embedding_model(app) -> str:
             f"{settings.embedding_model} makes {dimension}-d vectors but the chunk table "
             f"holds {stored}-d ones: run `knowledgetree reindex --all`"
         )
-    return f"{settings.embedding_model} loaded ({dimension} dimensions)"
+    return (
+        f"{settings.embedding_model} loaded ({dimension} dimensions); queries embedded by "
+        f"{embeddings.query_encoder_status(settings)}"
+    )

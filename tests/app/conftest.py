@@ -103,6 +103,11 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         "DATA_DIR": str(data_dir),
         "LOG_LEVEL": "WARNING",
         "HF_HUB_OFFLINE": "1",
+        # The ONNX query encoder's export (~25 s) is kept across test runs; its folder
+        # name changes with the model and library versions, so it is never stale.
+        "MODEL_CACHE_DIR": os.environ.get(
+            "KT_TEST_MODEL_CACHE", str(Path(tempfile.gettempdir()) / "knowledgetree-test-models")
+        ),
     }
     saved = {name: os.environ.get(name) for name in environment}
     os.environ.update(environment)

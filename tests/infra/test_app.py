@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import kt_target
 
@@ -123,3 +124,21 @@ def test_ready_through_nginx():
     body = json.loads(response.body)
     assert body["status"] == "ready"
     assert all(check["ok"] for check in body["checks"].values())
+
+
+def test_queries_are_embedded_by_onnx_runtime_inside_the_sandbox(host):
+    """The app exports its query encoder with Debian's torch, inside its systemd sandbox,
+    into its data folder, and switches to it (in the background after start-up)."""
+    deadline = time.monotonic() + 300  # a first export: ~30 s of one core, more when busy
+    while True:
+        body = json.loads(kt_target.curl("/readyz").body)
+        detail = body["checks"]["embedding_model"]["detail"]
+        if "until" not in detail or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert detail.endswith("queries embedded by ONNX Runtime"), detail
+    with host.sudo():
+        exports = host.check_output(
+            "find /var/lib/knowledgetree/cache/models/onnx -name query.onnx -user " + USER
+        )
+    assert exports.strip(), "the export is in the data folder, owned by the app user"

@@ -1,0 +1,166 @@
+"""The ONNX query encoder: the same vectors as the torch model, exported once and cached,
+and every way it can fail leaves queries on torch with a reason."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from app.services import embeddings, query_encoder
+from app.services.query_encoder import QueryEncoderUnavailable
+
+EXPORT_WAIT_SECONDS = 600  # a first export on a busy 2-core machine
+
+
+@pytest.fixture(scope="module")
+def ready_encoder(settings):
+    """The process's encoder, exported (or loaded from the test cache) and switched on."""
+    embeddings.start_query_encoder(settings)
+    loaded = embeddings.load_model(settings)
+    loaded.query_encoder_thread.join(EXPORT_WAIT_SECONDS)
+    assert loaded.query_encoder is not None, loaded.query_encoder_status
+    return loaded
+
+
+def _export_folder(settings, loaded) -> Path:
+    return query_encoder.export_folder(
+        settings.models_cache_dir, loaded.model_name, loaded.model_path
+    )
+
+
+def _failing_export(message: str):
+    return lambda model_path, out: [sys.executable, "-c", f"import sys; sys.exit({message!r})"]
+
+
+@pytest.mark.timeout(EXPORT_WAIT_SECONDS + 60)
+def test_onnx_queries_match_llamaindex_and_the_export_is_checked(settings, ready_encoder):
+    assert embeddings.query_encoder_status(settings) == "ONNX Runtime"
+    reference = embeddings.get_embed_model(settings)
+    for text in ["Who climbs the lighthouse steps?", "ünïcödé, émojis 🐝", "word " * 400]:
+        onnx_vector = embeddings.embed_query(text, settings)
+        expected = reference.get_query_embedding(text)
+        assert max(abs(a - b) for a, b in zip(onnx_vector, expected, strict=True)) < 1e-5
+    facts = json.loads(
+        (_export_folder(settings, ready_encoder) / query_encoder.FACTS_FILE).read_text()
+    )
+    assert facts["max_difference"] < query_encoder.TOLERANCE
+    assert facts["inputs"] == ["input_ids", "attention_mask", "token_type_ids"]
+
+
+def test_torch_answers_while_the_encoder_is_not_ready(settings, ready_encoder, monkeypatch):
+    text = "How long are backups kept?"
+    onnx_vector = embeddings.embed_query(text, settings)
+    monkeypatch.setattr(ready_encoder, "query_encoder", None)
+    torch_vector = embeddings.embed_query(text, settings)
+    assert max(abs(a - b) for a, b in zip(onnx_vector, torch_vector, strict=True)) < 1e-5
+
+
+async def test_readiness_says_what_embeds_queries(client, ready_encoder):
+    detail = (await client.get("/readyz")).json()["checks"]["embedding_model"]["detail"]
+    assert detail.endswith("queries embedded by ONNX Runtime")
+
+
+def test_a_cached_export_is_loaded_without_exporting(settings, ready_encoder, monkeypatch):
+    monkeypatch.setattr(query_encoder, "export_command", _failing_export("must not run"))
+    encoder = query_encoder.prepare(
+        ready_encoder.sentence_transformer,
+        ready_encoder.model_path,
+        ready_encoder.model_name,
+        settings.models_cache_dir,
+    )
+    assert query_encoder.max_difference(ready_encoder.sentence_transformer, encoder) < 1e-5
+
+
+def test_a_failed_export_is_recorded_and_not_retried(ready_encoder, tmp_path, monkeypatch):
+    monkeypatch.setattr(
+        query_encoder, "export_command", _failing_export("TorchExportError: unsupported op")
+    )
+    arguments = (
+        ready_encoder.sentence_transformer,
+        ready_encoder.model_path,
+        ready_encoder.model_name,
+        tmp_path,
+    )
+    with pytest.raises(QueryEncoderUnavailable, match="failed: TorchExportError: unsupported op"):
+        query_encoder.prepare(*arguments)
+    [failed] = list((tmp_path / "onnx").glob("*/failed.txt"))
+    assert "unsupported op" in failed.read_text()
+
+    def never(model_path, out):
+        raise AssertionError("a recorded failure must not be retried")
+
+    monkeypatch.setattr(query_encoder, "export_command", never)
+    with pytest.raises(QueryEncoderUnavailable, match=r"failed earlier .* delete .* to try again"):
+        query_encoder.prepare(*arguments)
+    assert not list((tmp_path / "onnx").glob(".export-*")), "scratch folders are cleaned up"
+
+
+def test_a_damaged_cache_file_is_exported_again(settings, ready_encoder, tmp_path, monkeypatch):
+    good = _export_folder(settings, ready_encoder)
+    # The "export" copies the good one: the real export is tested above, this tests the
+    # recovery around it.
+    monkeypatch.setattr(
+        query_encoder,
+        "export_command",
+        lambda model_path, out: [
+            sys.executable,
+            "-c",
+            f"import shutil; shutil.copytree({str(good)!r}, {str(out)!r})",
+        ],
+    )
+    damaged = tmp_path / "onnx" / good.name
+    shutil.copytree(good, damaged)
+    (damaged / query_encoder.MODEL_FILE).write_bytes(b"not an onnx graph")
+    encoder = query_encoder.prepare(
+        ready_encoder.sentence_transformer,
+        ready_encoder.model_path,
+        ready_encoder.model_name,
+        tmp_path,
+    )
+    assert query_encoder.max_difference(ready_encoder.sentence_transformer, encoder) < 1e-5
+    assert (damaged / query_encoder.MODEL_FILE).read_bytes() == (
+        good / query_encoder.MODEL_FILE
+    ).read_bytes()
+
+
+def test_a_killed_export_says_so():
+    killed = subprocess.CompletedProcess(args=[], returncode=-9, stdout="", stderr="")
+    assert "killed by signal 9" in query_encoder._failure_reason(killed)
+    failed = subprocess.CompletedProcess(args=[], returncode=1, stdout="", stderr="a\n\nlast\n")
+    assert query_encoder._failure_reason(failed) == "last"
+
+
+def test_only_the_newest_exports_of_a_model_are_kept(tmp_path):
+    names = ["m-" + "1" * 16, "m-" + "2" * 16, "m-" + "3" * 16, "m-large-" + "4" * 16]
+    for age, name in enumerate(names):  # newest first
+        (tmp_path / name).mkdir()
+        os.utime(tmp_path / name, (1_000_000 - age * 100, 1_000_000 - age * 100))
+    current = tmp_path / ("m-" + "a" * 16)
+    current.mkdir()
+    query_encoder._prune(tmp_path, "m", keep=current)
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(
+        [current.name, names[0], names[3]]
+    )
+
+
+def test_the_fingerprint_follows_the_model_files_and_libraries(tmp_path, monkeypatch):
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "onnx").mkdir()
+    (tmp_path / "onnx" / "model.onnx").write_text("another format: not part of the model")
+    first = query_encoder.fingerprint(tmp_path)
+    (tmp_path / "onnx" / "model.onnx").write_text("changed")
+    assert query_encoder.fingerprint(tmp_path) == first
+    (tmp_path / "config.json").write_text('{"hidden_size": 384}')
+    second = query_encoder.fingerprint(tmp_path)
+    assert second != first
+    versions = query_encoder.library_versions()
+    monkeypatch.setattr(
+        query_encoder, "library_versions", lambda: {**versions, "onnxruntime": "0.0"}
+    )
+    assert query_encoder.fingerprint(tmp_path) != second
