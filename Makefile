@@ -52,6 +52,7 @@ format: $(STAMP) ## Apply ruff's formatting and safe fixes
 bench: $(STAMP) ## Run the app benchmarks; record the figures in docs/BENCHMARKS.md
 	$(BIN)/python bench/ingest_throughput.py
 	$(BIN)/python bench/retrieval_latency.py
+	$(BIN)/python bench/query_embedding.py
 	$(BIN)/python bench/auth_timing.py
 	$(BIN)/python bench/chat_latency.py
 	$(BIN)/python bench/concurrent_streams.py
