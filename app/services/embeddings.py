@@ -40,10 +40,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # we parallelise ourse
 import functools
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from prometheus_client import Histogram
 
 from app.core.config import PACKAGED_EMBEDDING_MODEL, Settings, get_settings
 from app.services.query_encoder import torch_query_vector
@@ -56,6 +59,14 @@ if TYPE_CHECKING:
     from app.services.query_encoder import OnnxQueryEncoder
 
 logger = logging.getLogger(__name__)
+
+# Latency per backend: a host whose queries fell back to torch shows it here too.
+QUERY_EMBEDDING_SECONDS = Histogram(
+    "knowledgetree_query_embedding_seconds",
+    "Time to embed one search or chat question, by backend (onnx or torch).",
+    ["backend"],
+    buckets=(0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25),
+)
 
 _load_lock = threading.Lock()
 _loaded: _LoadedModel | None = None
@@ -245,13 +256,17 @@ def embed_query(text: str, settings: Settings | None = None) -> list[float]:
     the model's device among all its parameters and walk every module to set eval mode
     (about 3 ms of a ~20 ms torch query; docs/BENCHMARKS.md).
     """
+    started = time.perf_counter()
     loaded = load_model(settings)
     model = loaded.sentence_transformer
     features = model.preprocess([text], prompt=loaded.query_prompt)
     encoder = loaded.query_encoder
     if encoder is not None:
-        return encoder.encode(features)
-    return torch_query_vector(model, features)
+        vector, backend = encoder.encode(features), "onnx"
+    else:
+        vector, backend = torch_query_vector(model, features), "torch"
+    QUERY_EMBEDDING_SECONDS.labels(backend).observe(time.perf_counter() - started)
+    return vector
 
 
 def embed_texts(

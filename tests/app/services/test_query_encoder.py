@@ -61,9 +61,12 @@ def test_torch_answers_while_the_encoder_is_not_ready(settings, ready_encoder, m
     assert max(abs(a - b) for a, b in zip(onnx_vector, torch_vector, strict=True)) < 1e-5
 
 
-async def test_readiness_says_what_embeds_queries(client, ready_encoder):
+async def test_readiness_and_metrics_say_what_embeds_queries(settings, client, ready_encoder):
     detail = (await client.get("/readyz")).json()["checks"]["embedding_model"]["detail"]
     assert detail.endswith("queries embedded by ONNX Runtime")
+    embeddings.embed_query("How long are backups kept?", settings)
+    metrics = (await client.get("/metrics")).text
+    assert 'knowledgetree_query_embedding_seconds_count{backend="onnx"}' in metrics
 
 
 def test_a_cached_export_is_loaded_without_exporting(settings, ready_encoder, monkeypatch):
