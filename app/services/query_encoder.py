@@ -144,7 +144,7 @@ def prepare(
             shutil.rmtree(folder, ignore_errors=True)
             _export_into(folder, model_path)
             encoder = OnnxQueryEncoder(folder / MODEL_FILE)
-        (folder / FACTS_FILE).touch()  # last used: pruning keeps the newest
+        os.utime(folder)  # last used: pruning keeps the most recently used
     difference = max_difference(model, encoder, PROBE_TEXTS[1:2])
     if difference > TOLERANCE:
         raise QueryEncoderUnavailable(

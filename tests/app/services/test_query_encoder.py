@@ -71,6 +71,8 @@ async def test_readiness_and_metrics_say_what_embeds_queries(settings, client, r
 
 def test_a_cached_export_is_loaded_without_exporting(settings, ready_encoder, monkeypatch):
     monkeypatch.setattr(query_encoder, "export_command", _failing_export("must not run"))
+    folder = _export_folder(settings, ready_encoder)
+    os.utime(folder, (1_000_000, 1_000_000))
     encoder = query_encoder.prepare(
         ready_encoder.sentence_transformer,
         ready_encoder.model_path,
@@ -78,6 +80,7 @@ def test_a_cached_export_is_loaded_without_exporting(settings, ready_encoder, mo
         settings.models_cache_dir,
     )
     assert query_encoder.max_difference(ready_encoder.sentence_transformer, encoder) < 1e-5
+    assert folder.stat().st_mtime > 1_000_000, "marked as used, so pruning keeps it"
 
 
 def test_a_failed_export_is_recorded_and_not_retried(ready_encoder, tmp_path, monkeypatch):
