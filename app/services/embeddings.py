@@ -134,7 +134,7 @@ class _LoadedModel:
         self.sentence_transformer.eval()
         # Set once, from the background thread of start_query_encoder.
         self.query_encoder: OnnxQueryEncoder | None = None
-        self.query_encoder_status = "torch (QUERY_EMBEDDING_BACKEND=torch)"
+        self.query_encoder_status = "torch (the ONNX encoder was not started)"
         self.query_encoder_thread: threading.Thread | None = None
         self.model_path = path
         # Idle threads cost nothing; they start on first use.
@@ -183,7 +183,10 @@ def start_query_encoder(settings: Settings | None = None) -> None:
     with QUERY_EMBEDDING_BACKEND=torch). Queries use torch until it is ready."""
     settings = settings or get_settings()
     loaded = load_model(settings)
-    if settings.query_embedding_backend != "onnx" or loaded.query_encoder_thread is not None:
+    if settings.query_embedding_backend != "onnx":
+        loaded.query_encoder_status = "torch (QUERY_EMBEDDING_BACKEND=torch)"
+        return
+    if loaded.query_encoder_thread is not None:
         return
     with _load_lock:
         if loaded.query_encoder_thread is not None:

@@ -232,7 +232,6 @@ def _export_into(folder: Path, model_path: str) -> None:
                 capture_output=True,
                 text=True,
                 timeout=EXPORT_TIMEOUT_SECONDS,
-                env={**os.environ, "HF_HUB_OFFLINE": "1"},
                 check=False,
             )
             reason = _failure_reason(result)

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 from app.services import embeddings, query_encoder
 from app.services.query_encoder import QueryEncoderUnavailable
@@ -34,6 +35,14 @@ def _export_folder(settings, loaded) -> Path:
     )
 
 
+def _queries_embedded_by(backend: str) -> float:
+    """How many questions ``backend`` has embedded in this process (from /metrics)."""
+    count = REGISTRY.get_sample_value(
+        "knowledgetree_query_embedding_seconds_count", {"backend": backend}
+    )
+    return count or 0.0
+
+
 def _failing_export(message: str):
     return lambda model_path, out: [sys.executable, "-c", f"import sys; sys.exit({message!r})"]
 
@@ -42,10 +51,12 @@ def _failing_export(message: str):
 def test_onnx_queries_match_llamaindex_and_the_export_is_checked(settings, ready_encoder):
     assert embeddings.query_encoder_status(settings) == "ONNX Runtime"
     reference = embeddings.get_embed_model(settings)
+    before = _queries_embedded_by("onnx")
     for text in ["Who climbs the lighthouse steps?", "ünïcödé, émojis 🐝", "word " * 400]:
         onnx_vector = embeddings.embed_query(text, settings)
         expected = reference.get_query_embedding(text)
         assert max(abs(a - b) for a, b in zip(onnx_vector, expected, strict=True)) < 1e-5
+    assert _queries_embedded_by("onnx") == before + 3
     facts = json.loads(
         (_export_folder(settings, ready_encoder) / query_encoder.FACTS_FILE).read_text()
     )
@@ -57,7 +68,9 @@ def test_torch_answers_while_the_encoder_is_not_ready(settings, ready_encoder, m
     text = "How long are backups kept?"
     onnx_vector = embeddings.embed_query(text, settings)
     monkeypatch.setattr(ready_encoder, "query_encoder", None)
+    before = _queries_embedded_by("torch")
     torch_vector = embeddings.embed_query(text, settings)
+    assert _queries_embedded_by("torch") == before + 1
     assert max(abs(a - b) for a, b in zip(onnx_vector, torch_vector, strict=True)) < 1e-5
 
 
