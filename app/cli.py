@@ -118,9 +118,21 @@ def check_config(
         typer.echo(f"{name.upper()}={value}")
 
 
+def _stdin_is_a_terminal() -> bool:
+    return sys.stdin.isatty()
+
+
 def _read_password(password_stdin: bool) -> str:
     if password_stdin:
         return sys.stdin.readline().rstrip("\r\n")
+    # Without a terminal the prompt cannot hide what is typed: the password would echo.
+    if not _stdin_is_a_terminal():
+        raise fail(
+            "No terminal to ask for the password without echoing it. Run it in a terminal "
+            "(over ssh: `ssh -t HOST sudo knowledgetree create-admin EMAIL`), or pipe the "
+            "password in with --password-stdin.",
+            code=2,
+        )
     return typer.prompt("Password", hide_input=True, confirmation_prompt=True)
 
 

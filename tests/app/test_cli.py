@@ -52,7 +52,9 @@ async def test_create_admin_with_password_from_stdin(client, db_session):
     assert me.json()["is_admin"] is True
 
 
-async def test_create_admin_prompts_for_the_password_twice(client):
+async def test_create_admin_prompts_for_the_password_twice(client, monkeypatch):
+    # A person at a terminal (the test runner's stdin is a pipe).
+    monkeypatch.setattr("app.cli._stdin_is_a_terminal", lambda: True)
     result = await create_admin_async(
         "boss@example.com", input=f"{TEST_PASSWORD}\n{TEST_PASSWORD}\n"
     )
@@ -76,6 +78,16 @@ async def test_create_admin_promotes_an_existing_user_keeping_the_password(
         "/api/auth/login", json={"email": user.email, "password": "the user's own password"}
     )
     assert login.status_code == 200
+
+
+async def test_create_admin_refuses_to_prompt_without_a_terminal(client, db_session):
+    """`ssh host sudo knowledgetree create-admin` has no terminal: the password would echo."""
+    result = await create_admin_async("noterm@example.com", input=f"{TEST_PASSWORD}\n")
+    assert result.exit_code == 2, result.output
+    assert "ssh -t" in result.output and "--password-stdin" in result.output
+    assert TEST_PASSWORD not in result.output
+    created = await db_session.scalar(select(User).where(User.email == "noterm@example.com"))
+    assert created is None
 
 
 def test_create_admin_rejects_a_weak_password():
