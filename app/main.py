@@ -27,6 +27,7 @@ from fastapi.responses import JSONResponse
 
 from app.api.routes import API_ROUTERS, health
 from app.core import lifecycle
+from app.core.body_limit import BodyLimitMiddleware
 from app.core.config import Settings, get_settings
 from app.core.db import dispose_engines
 from app.core.logging import configure_logging
@@ -36,6 +37,8 @@ from app.core.readiness import READINESS_CHECKS
 logger = logging.getLogger(__name__)
 
 API_PREFIX = "/api"
+# The one route that takes large bodies (multipart uploads, streamed to disk).
+UPLOAD_ROUTE = ("POST", f"{API_PREFIX}/projects/{{project_id}}/documents")
 
 
 def app_version() -> str:
@@ -114,6 +117,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
 
     app.add_middleware(MetricsMiddleware, api_prefix=API_PREFIX)
+    # Added last, so it runs first: a body over the limit never reaches auth or parsing.
+    app.add_middleware(
+        BodyLimitMiddleware,
+        default_limit=settings.max_request_body_bytes,
+        large_routes={UPLOAD_ROUTE: settings.max_upload_request_bytes},
+    )
 
     for router in API_ROUTERS:
         app.include_router(router, prefix=API_PREFIX)

@@ -105,6 +105,14 @@ class Settings(BaseSettings):
     sentry_dsn: str | None = Field(
         default=None, description="Sentry DSN for error reports; unset disables Sentry."
     )
+    max_request_body_kb: int = Field(
+        default=1024,
+        ge=16,
+        le=1024 * 1024,
+        description="Largest request body in KiB, for every route but the upload route "
+        "(which allows MAX_UPLOAD_MB x MAX_FILES_PER_UPLOAD). Checked before the body is "
+        "read, so a large body is refused (413) before authentication.",
+    )
 
     # --- documents and ingestion ---------------------------------------------------------
     data_dir: Path = Field(
@@ -334,6 +342,16 @@ class Settings(BaseSettings):
     @property
     def max_upload_bytes(self) -> int:
         return self.max_upload_mb * 1024 * 1024
+
+    @property
+    def max_request_body_bytes(self) -> int:
+        return self.max_request_body_kb * 1024
+
+    @property
+    def max_upload_request_bytes(self) -> int:
+        """The whole multipart body of one upload: every file at its largest, plus
+        room for the parts' headers."""
+        return self.max_files_per_upload * (self.max_upload_bytes + 64 * 1024)
 
 
 def with_driver(database_url: str, driver: str) -> str:
