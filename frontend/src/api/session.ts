@@ -1,0 +1,90 @@
+// The login session: access + refresh token in localStorage, refreshed once when a request
+// answers 401. Every request to the API goes through `authFetch` (the typed client, the
+// chat stream, uploads and downloads), so this is the one place that knows about tokens.
+import type { components } from "./schema";
+
+type TokenPair = components["schemas"]["TokenPair"];
+
+const KEY = "kt.session";
+type Stored = { access: string; refresh: string };
+type Listener = () => void;
+
+const listeners = new Set<Listener>();
+
+function read(): Stored | null {
+  try {
+    const raw = localStorage.getItem(KEY);
+    return raw ? (JSON.parse(raw) as Stored) : null;
+  } catch {
+    return null;
+  }
+}
+
+export function hasSession(): boolean {
+  return read() !== null;
+}
+
+export function saveTokens(pair: TokenPair): void {
+  localStorage.setItem(
+    KEY,
+    JSON.stringify({ access: pair.access_token, refresh: pair.refresh_token }),
+  );
+}
+
+export function refreshToken(): string | null {
+  return read()?.refresh ?? null;
+}
+
+/** Forget the tokens and tell the app (it sends the user to the login page). */
+export function clearSession(): void {
+  localStorage.removeItem(KEY);
+  for (const listener of listeners) listener();
+}
+
+/** Called when the session ends by itself (refresh refused). */
+export function onSessionEnded(listener: Listener): () => void {
+  listeners.add(listener);
+  return () => listeners.delete(listener);
+}
+
+let refreshing: Promise<boolean> | null = null;
+
+/** Trade the refresh token for a new pair; concurrent callers share one request
+ * (the server rotates refresh tokens: a second use of the old one would fail). */
+function refresh(): Promise<boolean> {
+  refreshing ??= (async () => {
+    const stored = read();
+    if (!stored) return false;
+    const response = await fetch("/api/auth/refresh", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ refresh_token: stored.refresh }),
+    });
+    if (!response.ok) return false;
+    saveTokens((await response.json()) as TokenPair);
+    return true;
+  })().finally(() => {
+    refreshing = null;
+  });
+  return refreshing;
+}
+
+function withToken(request: Request): Request {
+  const access = read()?.access;
+  if (!access) return request;
+  const headers = new Headers(request.headers);
+  headers.set("Authorization", `Bearer ${access}`);
+  return new Request(request, { headers });
+}
+
+/** fetch with the access token; on 401, refresh once and retry; if that fails the
+ * session is over (listeners send the user to log in, then back). */
+export async function authFetch(input: RequestInfo | URL, init?: RequestInit): Promise<Response> {
+  const request = new Request(input, init);
+  const retry = request.clone();
+  const response = await fetch(withToken(request));
+  if (response.status !== 401 || !read()) return response;
+  if (await refresh()) return fetch(withToken(retry));
+  clearSession();
+  return response;
+}

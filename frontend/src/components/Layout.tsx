@@ -1,0 +1,49 @@
+import { type ReactNode, useState } from "react";
+import { NavLink } from "react-router-dom";
+import { useAuth } from "../auth/AuthProvider";
+import { applyTheme, storedTheme, type ThemeChoice } from "../theme";
+
+export function Layout({ children }: { children: ReactNode }) {
+  const { user, logout } = useAuth();
+  const [theme, setTheme] = useState<ThemeChoice>(storedTheme);
+  return (
+    <div className="app">
+      <a className="skip-link" href="#main">
+        Skip to content
+      </a>
+      <header className="topbar">
+        <span className="brand" aria-hidden="true">
+          🌳
+        </span>
+        <nav aria-label="Main">
+          <NavLink to="/chat">Chat</NavLink>
+          <NavLink to="/projects">Projects</NavLink>
+        </nav>
+        <div className="topbar-end">
+          <label className="theme-select">
+            <span className="visually-hidden">Theme</span>
+            <select
+              value={theme}
+              onChange={(event) => {
+                const choice = event.target.value as ThemeChoice;
+                applyTheme(choice);
+                setTheme(choice);
+              }}
+            >
+              <option value="system">System theme</option>
+              <option value="light">Light</option>
+              <option value="dark">Dark</option>
+            </select>
+          </label>
+          <span className="user-email" title={user?.email}>
+            {user?.email}
+          </span>
+          <button type="button" className="ghost" onClick={() => void logout()}>
+            Log out
+          </button>
+        </div>
+      </header>
+      <main id="main">{children}</main>
+    </div>
+  );
+}

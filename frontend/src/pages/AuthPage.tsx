@@ -1,0 +1,90 @@
+import { type FormEvent, useState } from "react";
+import { Link, Navigate, useNavigate, useSearchParams } from "react-router-dom";
+import { useAuth } from "../auth/AuthProvider";
+
+/** Log in or sign up; afterwards back to `?next=` (where an expired session left off). */
+export function AuthPage({ mode }: { mode: "login" | "register" }) {
+  const { user, login, register } = useAuth();
+  const [params] = useSearchParams();
+  const navigate = useNavigate();
+  const [error, setError] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+  const next = params.get("next");
+  const target = next?.startsWith("/") && !next.startsWith("//") ? next : "/chat";
+  if (user) return <Navigate to={target} replace />;
+
+  const submit = async (event: FormEvent<HTMLFormElement>) => {
+    event.preventDefault();
+    const form = new FormData(event.currentTarget);
+    setBusy(true);
+    setError(null);
+    try {
+      const email = String(form.get("email"));
+      const password = String(form.get("password"));
+      await (mode === "login" ? login(email, password) : register(email, password));
+      navigate(target, { replace: true });
+    } catch (failure) {
+      setError((failure as Error).message);
+    } finally {
+      setBusy(false);
+    }
+  };
+  const isLogin = mode === "login";
+  return (
+    <main className="auth-page" id="main">
+      <form className="card auth-card" onSubmit={submit}>
+        <h1>
+          <span aria-hidden="true">🌳 </span>KnowledgeTree
+        </h1>
+        <h2>{isLogin ? "Log in" : "Create an account"}</h2>
+        {params.get("expired") && isLogin && (
+          <p className="notice" role="status">
+            Your session has ended. Log in to continue where you were.
+          </p>
+        )}
+        {error && (
+          <p className="error-banner" role="alert">
+            {error}
+          </p>
+        )}
+        <label>
+          E-mail
+          <input name="email" type="email" autoComplete="email" required />
+        </label>
+        <label>
+          Password
+          <input
+            name="password"
+            type="password"
+            autoComplete={isLogin ? "current-password" : "new-password"}
+            minLength={isLogin ? 1 : 10}
+            required
+            aria-describedby={isLogin ? undefined : "password-hint"}
+          />
+        </label>
+        {!isLogin && (
+          <p id="password-hint" className="hint">
+            At least 10 characters.
+          </p>
+        )}
+        <button type="submit" className="primary" disabled={busy}>
+          {isLogin ? "Log in" : "Sign up"}
+        </button>
+        <p className="hint">
+          {isLogin ? (
+            <>
+              No account yet?{" "}
+              <Link to={`/register${next ? `?next=${encodeURIComponent(next)}` : ""}`}>
+                Sign up
+              </Link>
+            </>
+          ) : (
+            <>
+              Have an account? <Link to="/login">Log in</Link>
+            </>
+          )}
+        </p>
+      </form>
+    </main>
+  );
+}
