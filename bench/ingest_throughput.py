@@ -75,11 +75,12 @@ async def run_pipeline(settings, paths: list[Path]) -> tuple[int, float, list[st
     from app.core.db import dispose_engines, get_engine
     from app.models.project import Project
     from app.models.user import User
-    from app.services import ingest
+    from app.services import documents
+    from app.services.ingestion.worker import IngestWorker
     from app.services.uploads import StagedFile, incoming_dir
 
     engine = get_engine(settings)
-    worker = ingest.IngestWorker(settings, engine)
+    worker = IngestWorker(settings, engine)
     try:
         async with worker.sessionmaker() as session:
             user = User(email=f"{uuid.uuid4().hex}@bench", password_hash="x")
@@ -97,8 +98,8 @@ async def run_pipeline(settings, paths: list[Path]) -> tuple[int, float, list[st
                 staged.append(
                     StagedFile(path.name, target, size=target.stat().st_size, sha256=digest)
                 )
-            kinds = ingest.check_staged(staged)
-            await ingest.register_uploads(session, settings, project, staged, kinds)
+            kinds = documents.check_staged(staged)
+            await documents.register_uploads(session, settings, project, staged, kinds)
         await worker._ensure_context()  # model loading is not ingestion
         started = time.perf_counter()
         await worker.run_until_idle()

@@ -125,14 +125,15 @@ async def _resolve_owner(session, owner_email: str | None):
 async def _ingest(settings, files, project_name, owner_email, create) -> int:
     from rich.console import Console
 
-    from app.services import ingest as ingest_service
+    from app.services import documents as document_service
     from app.services import projects as project_service
-    from app.services.parsing import UnsupportedFile
+    from app.services.ingestion.worker import IngestWorker
+    from app.services.parsing import UnsupportedFile, detect_type
     from app.services.uploads import StagedFile, discard, incoming_dir
 
     console = Console()
     engine = _engine(settings)
-    worker = ingest_service.IngestWorker(settings, engine)
+    worker = IngestWorker(settings, engine)
     try:
         async with worker.sessionmaker() as session:
             user = await _resolve_owner(session, owner_email)
@@ -154,8 +155,8 @@ async def _ingest(settings, files, project_name, owner_email, create) -> int:
                         raise UnsupportedFile(
                             f"It is larger than MAX_UPLOAD_MB ({settings.max_upload_mb} MiB)."
                         )
-                    kind = ingest_service.detect_type(staged.path, staged.filename)
-                    [outcome] = await ingest_service.register_uploads(
+                    kind = detect_type(staged.path, staged.filename)
+                    [outcome] = await document_service.register_uploads(
                         session, settings, project, [staged], [kind]
                     )
                 except UnsupportedFile as error:
@@ -263,13 +264,13 @@ async def _reindex(settings, project_name, owner_email) -> int:
     from app.models.document import Document, DocumentStatus
     from app.models.project import Project
     from app.services import embeddings
-    from app.services import ingest as ingest_service
     from app.services import projects as project_service
+    from app.services.ingestion.worker import IngestWorker
     from app.services.vector_store import column_dimension, set_dimension
 
     console = Console()
     engine = _engine(settings)
-    worker = ingest_service.IngestWorker(settings, engine)
+    worker = IngestWorker(settings, engine)
     try:
         with console.status(f"Loading {settings.embedding_model}..."):
             dimension = await asyncio.to_thread(embeddings.embedding_dimension, settings)

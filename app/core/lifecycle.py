@@ -17,16 +17,20 @@ LifecycleHook = Callable[[FastAPI], Awaitable[None]]
 
 
 async def _start_ingest_worker(app: FastAPI) -> None:
-    # Loads the embedding model, re-queues interrupted documents, starts the worker.
-    from app.services.ingest import start_worker
+    """Load the embedding model and start this process's ingest worker (which first
+    re-queues documents whose worker died)."""
+    from app.core.db import get_engine
+    from app.services.ingestion.worker import IngestWorker
 
-    await start_worker(app)
+    worker = IngestWorker(app.state.settings, get_engine(app.state.settings))
+    await worker.start()
+    app.state.ingest_worker = worker
 
 
 async def _stop_ingest_worker(app: FastAPI) -> None:
-    from app.services.ingest import stop_worker
-
-    await stop_worker(app)
+    worker = getattr(app.state, "ingest_worker", None)
+    if worker is not None:
+        await worker.stop()
 
 
 async def _start_query_encoder(app: FastAPI) -> None:
@@ -47,7 +51,7 @@ async def _finish_chat_turns(app: FastAPI) -> None:
 
 
 async def _close_chat_models(app: FastAPI) -> None:
-    from app.services.llm import close_chat_models
+    from app.services.llm.factory import close_chat_models
 
     await close_chat_models()
 

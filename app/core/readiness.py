@@ -41,16 +41,32 @@ async def check_migrations(app: FastAPI) -> str:
     return f"at head {', '.join(sorted(expected))}"
 
 
-async def _check_embedding_model(app: FastAPI) -> str:
-    from app.services.ingest import check_embedding_model
+async def check_embedding_model(app: FastAPI) -> str:
+    """The model is loaded and its dimension matches the chunk table's."""
+    from app.services import embeddings
+    from app.services.vector_store import column_dimension
 
-    return await check_embedding_model(app)
+    settings = app.state.settings
+    if not embeddings.is_model_loaded():
+        raise RuntimeError("embedding model not loaded yet")
+    dimension = embeddings.embedding_dimension(settings)
+    async with get_engine(settings).connect() as connection:
+        stored = await connection.run_sync(column_dimension)
+    if stored is not None and stored != dimension:
+        raise RuntimeError(
+            f"{settings.embedding_model} makes {dimension}-d vectors but the chunk table "
+            f"holds {stored}-d ones: run `knowledgetree reindex --all`"
+        )
+    return (
+        f"{settings.embedding_model} loaded ({dimension} dimensions); queries embedded by "
+        f"{embeddings.query_encoder_status(settings)}"
+    )
 
 
 READINESS_CHECKS: dict[str, ReadinessCheck] = {
     "database": check_database,
     "migrations": check_migrations,
-    "embedding_model": _check_embedding_model,
+    "embedding_model": check_embedding_model,
 }
 
 

@@ -25,7 +25,7 @@ from app.models.conversation import Artifact, ArtifactVersion, Conversation, Mes
 from app.models.project import Project
 from app.schemas.chat import ChatRequest
 from app.services.chat import NotFound, find_passages, passage_to_dict
-from app.services.llm import ChatModel, ModelRequest, collect
+from app.services.llm.base import ChatModel, ModelRequest, collect
 from app.services.prompt import Passage, build_artifact_prompt
 
 TITLE_LENGTH = 80

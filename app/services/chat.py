@@ -42,7 +42,7 @@ from app.models.conversation import Conversation, Message, MessageSource
 from app.models.project import Project
 from app.schemas.chat import ChatRequest
 from app.services import embeddings, retrieval
-from app.services.llm import ChatModel, LLMError, ModelRequest, TextDelta, Usage
+from app.services.llm.base import ChatModel, LLMError, ModelRequest, TextDelta, Usage
 from app.services.prompt import HistoryMessage, Passage, build_prompt, cited_numbers
 from app.services.sse import EventName, sse_event
 

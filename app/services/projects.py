@@ -89,7 +89,7 @@ async def delete_project(session: AsyncSession, project: Project) -> None:
     await session.commit()
     # Documents and their chunks went with the cascade; the uploaded files are on disk.
     from app.core.config import get_settings
-    from app.services.ingest import purge_project_files
+    from app.services.documents import purge_project_files
 
     purge_project_files(get_settings(), project.id)
 

@@ -20,7 +20,8 @@ from app.schemas.artifact import (
 )
 from app.services import artifacts as artifact_service
 from app.services.chat import NotFound
-from app.services.llm import LLMError, get_chat_model
+from app.services.llm.base import LLMError
+from app.services.llm.factory import get_chat_model
 
 router = APIRouter(prefix="/artifacts", tags=["artifacts"])
 

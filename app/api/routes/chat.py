@@ -18,7 +18,7 @@ from app.models.conversation import Message
 from app.schemas.chat import ChatError, ChatRequest, ChatResponse, ChatUsage
 from app.schemas.conversation import MessageRead
 from app.services import chat as chat_service
-from app.services.llm import get_chat_model
+from app.services.llm.factory import get_chat_model
 
 router = APIRouter(prefix="/chat", tags=["chat"])
 

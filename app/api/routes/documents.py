@@ -15,7 +15,7 @@ from fastapi import APIRouter, HTTPException, Request, Response, status
 from app.api.deps import OwnedProject, SessionDep, SettingsDep
 from app.models.document import Document
 from app.schemas.document import DocumentRead, DocumentUploadRead
-from app.services import ingest
+from app.services import documents as document_service
 from app.services.uploads import UploadRejected, discard, receive_files
 
 router = APIRouter(prefix="/projects/{project_id}/documents", tags=["documents"])
@@ -69,8 +69,8 @@ async def upload_documents(
     except UploadRejected as error:
         raise HTTPException(error.status_code, error.message) from None
     try:
-        kinds = ingest.check_staged(files)
-        outcomes = await ingest.register_uploads(session, settings, project, files, kinds)
+        kinds = document_service.check_staged(files)
+        outcomes = await document_service.register_uploads(session, settings, project, files, kinds)
     except UploadRejected as error:
         raise HTTPException(error.status_code, error.message) from None
     finally:
@@ -88,12 +88,12 @@ async def upload_documents(
 
 @router.get("", response_model=list[DocumentRead], responses=_NOT_FOUND)
 async def list_documents(project: OwnedProject, session: SessionDep) -> list[DocumentRead]:
-    documents = await ingest.list_documents(session, project.id)
+    documents = await document_service.list_documents(session, project.id)
     return [DocumentRead.model_validate(document) for document in documents]
 
 
 async def _owned_document(session: SessionDep, project_id: uuid.UUID, document_id: uuid.UUID):
-    document = await ingest.get_document(session, project_id, document_id)
+    document = await document_service.get_document(session, project_id, document_id)
     if document is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "Document not found")
     return document
@@ -115,5 +115,5 @@ async def delete_document(
 ) -> Response:
     """Delete the document, its chunks and its stored file."""
     document: Document = await _owned_document(session, project.id, document_id)
-    await ingest.delete_document(session, settings, document)
+    await document_service.delete_document(session, settings, document)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -15,7 +15,7 @@ from app.core.db import get_engine
 from app.models.document import Document, DocumentStatus
 from app.models.project import Project
 from app.models.user import User
-from app.services.ingest import IngestWorker, _lock_key
+from app.services.ingestion.worker import IngestWorker, _lock_key
 from tests.app.fixtures import samples
 
 

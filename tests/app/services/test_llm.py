@@ -7,8 +7,7 @@ import asyncio
 
 import pytest
 
-from app.services.llm import (
-    AnthropicChatModel,
+from app.services.llm.base import (
     LLMError,
     LLMOverloaded,
     LLMRateLimited,
@@ -20,7 +19,8 @@ from app.services.llm import (
     Usage,
     collect,
 )
-from app.services.offline_answer import OFFLINE_LABEL, OfflineChatModel, best_excerpt
+from app.services.llm.claude import AnthropicChatModel
+from app.services.llm.offline import OFFLINE_LABEL, OfflineChatModel, best_excerpt
 from app.services.prompt import (
     HistoryMessage,
     Passage,

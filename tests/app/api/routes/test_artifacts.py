@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from app.services.offline_answer import OFFLINE_LABEL
+from app.services.llm.offline import OFFLINE_LABEL
 from app.services.sse import parse_sse
 from tests.app.chat_fixtures import index_project
 from tests.fakes.anthropic_server import Script

@@ -16,8 +16,8 @@ from app.core.db import get_sessionmaker
 from app.models.conversation import Conversation, Message
 from app.schemas.chat import ChatRequest
 from app.services import chat as chat_service
-from app.services.llm import get_chat_model
-from app.services.offline_answer import OFFLINE_LABEL
+from app.services.llm.factory import get_chat_model
+from app.services.llm.offline import OFFLINE_LABEL
 from app.services.sse import parse_sse
 from tests.app.chat_fixtures import index_project
 from tests.fakes.anthropic_server import FakeAnthropicServer, Script

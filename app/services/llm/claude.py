@@ -1,18 +1,8 @@
-"""Streaming answers from Claude, with every failure turned into a typed, human error.
+"""Claude over the Messages API, streamed, with every SDK failure mapped to an LLMError.
 
-Why the `anthropic` SDK directly and not LlamaIndex's Anthropic LLM: the chat needs
-things that wrapper hides or decides for us: (1) the raw stream events, to read the
-input/output token usage that `message_start`/`message_delta` carry; (2) control of
-retries, because a retry is only safe *before* the first token reached the user
-(LlamaIndex retries whole calls, and an `event: error` mid-stream would be retried
-after text was already shown); (3) the SDK's exception classes, to tell a rate limit
-from an overload from a timeout; (4) closing the HTTP response when the browser goes
-away, so no tokens are paid for nobody. The SDK does all four in a few lines.
-
-The module exposes one small interface, `ChatModel.stream(ModelRequest)`, an async
-iterator of `TextDelta` and a final `Usage`. Two implementations exist:
-`AnthropicChatModel` here and `OfflineChatModel` (app/services/offline_answer.py),
-used when no API key is configured. `get_chat_model()` picks one from the settings.
+The ``anthropic`` SDK is used directly (not LlamaIndex's wrapper) for the raw stream
+events (token usage), retries only before the first token, typed SDK errors and closing
+the response when the browser leaves; docs/ARCHITECTURE.md says more.
 """
 
 from __future__ import annotations
@@ -22,107 +12,25 @@ import json
 import logging
 import random
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from typing import Any, Protocol
 
 import anthropic
 import httpx
 
-from app.core.config import Settings
+from app.services.llm.base import (
+    LLMError,
+    LLMEvent,
+    LLMOverloaded,
+    LLMRateLimited,
+    LLMRejected,
+    LLMStreamInterrupted,
+    LLMTimeout,
+    LLMUnavailable,
+    ModelRequest,
+    TextDelta,
+    Usage,
+)
 
 logger = logging.getLogger(__name__)
-
-
-# --- what a model stream yields -------------------------------------------------------------
-@dataclass(frozen=True)
-class TextDelta:
-    """A piece of the answer, in order."""
-
-    text: str
-
-
-@dataclass(frozen=True)
-class Usage:
-    """Sent once, last: tokens billed for the whole answer and why it stopped."""
-
-    input_tokens: int
-    output_tokens: int
-    stop_reason: str | None = None
-
-
-LLMEvent = TextDelta | Usage
-
-
-@dataclass
-class ModelRequest:
-    """Everything a model needs for one answer.
-
-    `passages` and `question` are there for the offline model, which answers
-    from them directly; Claude reads them from `system` and `messages`.
-    """
-
-    system: str
-    messages: list[dict[str, str]]
-    model: str
-    max_tokens: int
-    temperature: float = 0.2
-    passages: list[Any] = field(default_factory=list)  # list[prompt.Passage]
-    question: str = ""
-
-
-class ChatModel(Protocol):
-    #: True when answers are not written by a language model (the offline mode).
-    offline: bool
-
-    def stream(self, request: ModelRequest) -> AsyncIterator[LLMEvent]: ...
-
-
-# --- errors ----------------------------------------------------------------------------------
-class LLMError(Exception):
-    """A model call failed. `message` is for a person; `retryable` says if trying again helps."""
-
-    kind = "model_error"
-    retryable = True
-
-    def __init__(self, message: str, *, retryable: bool | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        if retryable is not None:
-            self.retryable = retryable
-        # Seconds the API asked us to wait (429's retry-after), if it said.
-        self.retry_after: float | None = None
-
-
-class LLMRateLimited(LLMError):
-    kind = "rate_limited"
-
-
-class LLMOverloaded(LLMError):
-    kind = "overloaded"
-
-
-class LLMUnavailable(LLMError):
-    """5xx, connection refused/reset: the service or the network is down."""
-
-    kind = "unavailable"
-
-
-class LLMTimeout(LLMError):
-    kind = "timeout"
-
-
-class LLMStreamInterrupted(LLMError):
-    """The API sent an `event: error` in the middle of a stream (the SDK raises
-    APIStatusError with status 200 for it)."""
-
-    kind = "stream_interrupted"
-
-
-class LLMRejected(LLMError):
-    """4xx other than 429: the request or the configuration is wrong; retrying won't help."""
-
-    kind = "rejected"
-    retryable = False
 
 
 _ERROR_TYPE_TO_CLASS: dict[str, type[LLMError]] = {
@@ -316,55 +224,3 @@ def _json_or_text(data: str) -> object:
         return json.loads(data)
     except ValueError:
         return data
-
-
-async def collect(model: ChatModel, request: ModelRequest) -> tuple[str, Usage]:
-    """The whole answer at once (for `POST /api/chat` and artifacts)."""
-    parts: list[str] = []
-    usage = Usage(0, 0)
-    async for event in model.stream(request):
-        if isinstance(event, TextDelta):
-            parts.append(event.text)
-        else:
-            usage = event
-    return "".join(parts), usage
-
-
-_models: dict[tuple[Any, ...], ChatModel] = {}
-
-
-async def close_chat_models() -> None:
-    """Close the pooled HTTP connections to the model API (app shutdown)."""
-    models = list(_models.values())
-    _models.clear()
-    for model in models:
-        if isinstance(model, AnthropicChatModel):
-            await model.aclose()
-
-
-def get_chat_model(settings: Settings) -> ChatModel:
-    """Claude when ANTHROPIC_API_KEY is set, else the offline model. One client per config,
-    so HTTP connections to the API are pooled across requests."""
-    from app.services.offline_answer import OfflineChatModel
-
-    if settings.anthropic_api_key is None or not settings.anthropic_api_key.get_secret_value():
-        key: tuple[Any, ...] = ("offline",)
-        if key not in _models:
-            _models[key] = OfflineChatModel()
-        return _models[key]
-    key = (
-        settings.anthropic_api_key.get_secret_value(),
-        settings.anthropic_base_url,
-        settings.chat_timeout_seconds,
-        settings.chat_max_retries,
-        settings.chat_retry_backoff_seconds,
-    )
-    if key not in _models:
-        _models[key] = AnthropicChatModel(
-            api_key=settings.anthropic_api_key.get_secret_value(),
-            base_url=settings.anthropic_base_url,
-            timeout_seconds=settings.chat_timeout_seconds,
-            max_retries=settings.chat_max_retries,
-            retry_backoff_seconds=settings.chat_retry_backoff_seconds,
-        )
-    return _models[key]

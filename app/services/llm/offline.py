@@ -13,7 +13,7 @@ import asyncio
 import re
 from collections.abc import AsyncIterator
 
-from app.services.llm import LLMEvent, ModelRequest, TextDelta, Usage
+from app.services.llm.base import LLMEvent, ModelRequest, TextDelta, Usage
 from app.services.prompt import Passage, estimate_tokens
 
 OFFLINE_LABEL = (
