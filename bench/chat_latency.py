@@ -8,7 +8,7 @@ waits --model-delay seconds before its first token), and SSE delivery. The model
 first-token time is read from the stand-in's first delta, stamped with when the stand-in
 received the request and when it sent that delta (`time.monotonic()`, one clock for
 every process of the machine); the figure against the nominal --model-delay is shown too.
-Target (docs/BENCHMARKS.md): p50 <= 50 ms, p95 <= 150 ms on a 2-core machine.
+The target and the current figure: docs/BENCHMARKS.md.
 
     .venv/bin/python bench/chat_latency.py [--chunks 100000] [--requests 200]
 

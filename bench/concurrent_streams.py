@@ -15,7 +15,7 @@ nominal 50 ms schedule (which does include the stand-in's lateness), time to the
 token under load, streams completed/failed, CPU seconds of each process, and the
 app's memory (RSS) before, at the peak and after. The clients use aiohttp (C HTTP
 parser), so the measuring side takes as little of the machine as it can.
-Target (docs/BENCHMARKS.md): 200 open streams, p95 added inter-token delay <= 20 ms.
+The target and the current figure: docs/BENCHMARKS.md.
 
     .venv/bin/python bench/concurrent_streams.py [--streams 200] [--tokens 400] [--ramp 5]
 
