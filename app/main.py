@@ -25,6 +25,7 @@ from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
+from app.api import billing_errors
 from app.api.routes import API_ROUTERS, health
 from app.core import lifecycle
 from app.core.body_limit import BodyLimitMiddleware
@@ -105,6 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.add_exception_handler(Exception, _internal_error)
+    billing_errors.register(app)  # plan limits (402), full disk (507), Stripe failures
     app.state.readiness_checks = dict(READINESS_CHECKS)
 
     if settings.cors_origins:

@@ -46,6 +46,8 @@ _SECRET_HINT = "generate one with: python3 -c 'import secrets; print(secrets.tok
 
 Environment = Literal["development", "production", "test"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+# The plans' names (their limits are in app/core/plans.py).
+PlanName = Literal["free", "starter", "pro", "enterprise"]
 
 
 class ConfigurationError(RuntimeError):
@@ -257,6 +259,74 @@ class Settings(BaseSettings):
         "keep idle connections open.",
     )
 
+    # --- plans, billing (Stripe) and usage limits ----------------------------------------
+    public_url: str = Field(
+        default="http://localhost:5173",
+        description="Address people open the app at (no trailing slash). Stripe sends them "
+        "back to PUBLIC_URL/checkout/success, /checkout/cancel and /account; a 402 answer "
+        "points at PUBLIC_URL/pricing.",
+    )
+    default_plan: PlanName = Field(
+        default="free",
+        description="Plan of every account without a paid subscription (limits in "
+        "app/core/plans.py). A private team installation without Stripe may set "
+        "'enterprise' so its users get the largest limits.",
+    )
+    stripe_secret_key: SecretStr | None = Field(
+        default=None,
+        description="Stripe secret API key (sk_live_... or sk_test_...). Unset: the billing "
+        "endpoints answer 503 and everybody stays on DEFAULT_PLAN.",
+    )
+    stripe_webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="Signing secret (whsec_...) of the webhook endpoint PUBLIC_URL/api/billing/"
+        "webhook in the Stripe dashboard. Unset: every webhook is refused.",
+    )
+    stripe_api_base: str | None = Field(
+        default=None,
+        description="Override of the Stripe API address (a local test stand-in). Unset: "
+        "https://api.stripe.com.",
+    )
+    stripe_price_starter: str | None = Field(
+        default=None, description="Stripe price id (price_...) of the Starter plan, monthly."
+    )
+    stripe_price_pro: str | None = Field(
+        default=None, description="Stripe price id (price_...) of the Pro plan, monthly."
+    )
+    stripe_price_enterprise: str | None = Field(
+        default=None,
+        description="Stripe price id of the Enterprise plan. Unset: Enterprise is 'contact "
+        "us' (ENTERPRISE_CONTACT_URL) and cannot be bought through checkout.",
+    )
+    enterprise_contact_url: str = Field(
+        default="mailto:sales@example.com",
+        description="Where the pricing page sends Enterprise customers when the plan has no "
+        "Stripe price.",
+    )
+    stripe_timeout_seconds: float = Field(
+        default=10, gt=0, le=120, description="Timeout of one Stripe API request, in seconds."
+    )
+    stripe_max_network_retries: int = Field(
+        default=1,
+        ge=0,
+        le=5,
+        description="Retries of a failed Stripe request (connection errors, 409, 5xx that "
+        "Stripe marks retryable), with idempotency keys so a retry never acts twice.",
+    )
+    stripe_webhook_tolerance_seconds: int = Field(
+        default=300,
+        ge=1,
+        le=86400,
+        description="Oldest accepted webhook signature timestamp, in seconds (replay "
+        "protection; Stripe's default is 300).",
+    )
+    min_free_disk_mb: int = Field(
+        default=1024,
+        ge=0,
+        description="Uploads are refused with 507 when the data disk (DATA_DIR) has less free "
+        "space than this, in MiB, whatever the plan (the disk is shared with Postgres).",
+    )
+
     # --- validation ----------------------------------------------------------------------
     @field_validator("cors_origins", "chat_allowed_models", mode="before")
     @classmethod
@@ -288,15 +358,30 @@ class Settings(BaseSettings):
             raise ValueError("names no database (the part after the last '/')")
         return with_driver(value.strip(), "asyncpg")
 
-    @field_validator("sentry_dsn", "anthropic_base_url", mode="before")
+    @field_validator(
+        "sentry_dsn",
+        "anthropic_base_url",
+        "stripe_api_base",
+        "stripe_price_starter",
+        "stripe_price_pro",
+        "stripe_price_enterprise",
+        mode="before",
+    )
     @classmethod
     def _empty_means_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("anthropic_api_key", mode="before")
+    @field_validator(
+        "anthropic_api_key", "stripe_secret_key", "stripe_webhook_secret", mode="before"
+    )
     @classmethod
     def _empty_key_means_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("public_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        return value.strip().rstrip("/")
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Settings:
@@ -315,6 +400,17 @@ class Settings(BaseSettings):
                 f"CHAT_MODEL '{self.chat_model}' is not in CHAT_ALLOWED_MODELS "
                 f"({', '.join(self.chat_allowed_models) or 'empty'})"
             )
+        prices = [
+            price
+            for price in (
+                self.stripe_price_starter,
+                self.stripe_price_pro,
+                self.stripe_price_enterprise,
+            )
+            if price
+        ]
+        if len(prices) != len(set(prices)):
+            raise ValueError("STRIPE_PRICE_STARTER, _PRO and _ENTERPRISE must be different prices")
         if self.environment == "production":
             secret = self.secret_key.get_secret_value()
             if len(secret) < _MIN_PRODUCTION_SECRET_LENGTH:

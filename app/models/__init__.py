@@ -5,6 +5,7 @@ Add one import line per new model module.
 """
 
 from app.models.base import Base
+from app.models.billing import BillingCustomer, StripeEvent, Subscription, UsageCounter
 from app.models.conversation import Artifact, ArtifactVersion, Conversation, Message, MessageSource
 from app.models.document import Document, DocumentStatus
 from app.models.project import Project
@@ -14,6 +15,7 @@ __all__ = [
     "Artifact",
     "ArtifactVersion",
     "Base",
+    "BillingCustomer",
     "Conversation",
     "Document",
     "DocumentStatus",
@@ -21,5 +23,8 @@ __all__ = [
     "MessageSource",
     "Project",
     "RefreshToken",
+    "StripeEvent",
+    "Subscription",
+    "UsageCounter",
     "User",
 ]

@@ -56,8 +56,9 @@ from app.core.config import Settings, get_settings
 from app.core.db import dispose_engines, get_engine, get_sessionmaker
 from app.main import create_app
 
-# The chat tests' fixtures (Anthropic stand-in, chat apps, an indexed project).
-pytest_plugins = ["tests.app.chat_fixtures"]
+# The chat tests' fixtures (Anthropic stand-in, chat apps, an indexed project) and the
+# billing tests' (Stripe stand-in, signed webhooks).
+pytest_plugins = ["tests.app.chat_fixtures", "tests.app.billing_fixtures"]
 
 TEST_SECRET_KEY = "test-secret-key-that-is-long-enough-0123456789"
 TEST_PASSWORD = "correct horse battery staple"

@@ -6,8 +6,10 @@ and add it here (one import, one list entry).
 from fastapi import APIRouter
 
 from app.api.routes import (
+    account,
     artifacts,
     auth,
+    billing,
     chat,
     conversations,
     documents,
@@ -25,4 +27,6 @@ API_ROUTERS: list[APIRouter] = [
     chat.router,
     conversations.router,
     artifacts.router,
+    billing.router,
+    account.router,
 ]
