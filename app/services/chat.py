@@ -28,14 +28,13 @@ import contextlib
 import logging
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sse_starlette import ServerSentEvent
 
 from app.core.config import Settings
 from app.models.conversation import Conversation, Message, MessageSource
@@ -44,7 +43,6 @@ from app.schemas.chat import ChatRequest
 from app.services import embeddings, retrieval
 from app.services.llm.base import ChatModel, LLMError, ModelRequest, TextDelta, Usage
 from app.services.prompt import HistoryMessage, Passage, build_prompt, cited_numbers
-from app.services.sse import EventName, sse_event
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +52,9 @@ CONVERSATION_GONE = "This conversation was deleted while the question was being 
 PROJECT_GONE = "This project was deleted while the question was being sent."
 TITLE_LENGTH = 80
 
+# The events of a turn, in order (their data: app/api/sse.py, which writes them as SSE).
+EventName = Literal["conversation", "sources", "token", "usage", "error", "done"]
+ChatEvent = tuple[EventName, dict[str, Any]]
 Emit = Callable[[EventName, dict[str, Any]], Awaitable[None]]
 
 
@@ -466,12 +467,12 @@ class ChatTurn:
 _running: set[asyncio.Task[TurnResult]] = set()
 
 
-async def stream_turn(turn: ChatTurn) -> AsyncIterator[ServerSentEvent]:
+async def stream_turn(turn: ChatTurn) -> AsyncGenerator[ChatEvent, None]:
     """Run `turn` in its own task and yield its events; cancel it if the client leaves."""
-    queue: asyncio.Queue[ServerSentEvent | None] = asyncio.Queue()
+    queue: asyncio.Queue[ChatEvent | None] = asyncio.Queue()
 
     async def emit(name: EventName, data: dict[str, Any]) -> None:
-        queue.put_nowait(sse_event(name, data))
+        queue.put_nowait((name, data))
 
     task = asyncio.create_task(turn.run(emit), name=f"chat-turn-{turn.conversation_id}")
     _running.add(task)

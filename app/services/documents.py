@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from fastapi import status
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,7 +23,7 @@ from app.core.config import Settings
 from app.models.document import Document, DocumentStatus
 from app.models.project import Project
 from app.services.parsing import CONTENT_TYPES, DocumentKind, UnsupportedFile, detect_type
-from app.services.uploads import StagedFile, UploadRejected
+from app.services.uploads import RejectReason, StagedFile, UploadRejected
 
 # --------------------------------------------------------------------------------------
 # storage paths
@@ -58,13 +57,11 @@ def check_staged(files: Sequence[StagedFile]) -> list[DocumentKind]:
     kinds = []
     for staged in files:
         if staged.size == 0:
-            raise UploadRejected(
-                status.HTTP_422_UNPROCESSABLE_CONTENT, f"'{staged.filename}' is empty."
-            )
+            raise UploadRejected(RejectReason.EMPTY, f"'{staged.filename}' is empty.")
         try:
             kinds.append(detect_type(staged.path, staged.filename))
         except UnsupportedFile as error:
-            raise UploadRejected(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, str(error)) from None
+            raise UploadRejected(RejectReason.UNSUPPORTED_TYPE, str(error)) from None
     return kinds
 
 
@@ -128,7 +125,7 @@ async def register_uploads(
         for path in moved:
             path.unlink(missing_ok=True)
         raise UploadRejected(
-            status.HTTP_409_CONFLICT,
+            RejectReason.CONCURRENT_DUPLICATE,
             "The same file is being uploaded concurrently; try again in a moment.",
         ) from None
     except BaseException:

@@ -1,6 +1,6 @@
 """/api/chat: ask a question; the answer streamed (SSE) or whole (JSON).
 
-The SSE protocol is described in app/services/sse.py (and docs/ARCHITECTURE.md).
+The SSE protocol is described in app/api/sse.py (and docs/ARCHITECTURE.md).
 Ownership and input are checked before the stream starts, so a foreign
 conversation or project is a plain 404 and bad input a plain 422.
 """
@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from sse_starlette import EventSourceResponse
 
 from app.api.deps import CurrentUser, SessionDep, SettingsDep
+from app.api.sse import sse_events
 from app.core.config import Settings
 from app.core.db import get_sessionmaker
 from app.models.conversation import Message
@@ -84,7 +85,7 @@ async def chat_stream(
     """Answer a question as a stream of Server-Sent Events (try it with `curl -N`)."""
     turn = await _prepare(body, user, session, settings)
     return EventSourceResponse(
-        chat_service.stream_turn(turn),
+        sse_events(chat_service.stream_turn(turn)),
         ping=settings.chat_heartbeat_seconds,
         # Tell nginx not to buffer: tokens must reach the browser as they come.
         headers={"X-Accel-Buffering": "no", "Cache-Control": "no-cache"},

@@ -1,7 +1,7 @@
 """/api/projects/{project_id}/documents: upload, list, inspect and delete documents.
 
 Uploads are multipart (one or many parts named ``files``), streamed to disk with the
-size limit enforced while receiving (see ``app.services.uploads``). The answer is 202:
+size limit enforced while receiving (see ``app.api.uploads``). The answer is 202:
 processing (parse, chunk, embed) happens in the background; poll a document for its
 ``status`` and ``progress``.
 """
@@ -13,10 +13,11 @@ import uuid
 from fastapi import APIRouter, HTTPException, Request, Response, status
 
 from app.api.deps import OwnedProject, SessionDep, SettingsDep
+from app.api.uploads import http_error, receive_files
 from app.models.document import Document
 from app.schemas.document import DocumentRead, DocumentUploadRead
 from app.services import documents as document_service
-from app.services.uploads import UploadRejected, discard, receive_files
+from app.services.uploads import UploadRejected, discard
 
 router = APIRouter(prefix="/projects/{project_id}/documents", tags=["documents"])
 
@@ -67,12 +68,12 @@ async def upload_documents(
     try:
         files = await receive_files(request, settings)
     except UploadRejected as error:
-        raise HTTPException(error.status_code, error.message) from None
+        raise http_error(error) from None
     try:
         kinds = document_service.check_staged(files)
         outcomes = await document_service.register_uploads(session, settings, project, files, kinds)
     except UploadRejected as error:
-        raise HTTPException(error.status_code, error.message) from None
+        raise http_error(error) from None
     finally:
         discard(files)  # whatever was not moved into the project (duplicates, refusals)
     worker = getattr(request.app.state, "ingest_worker", None)

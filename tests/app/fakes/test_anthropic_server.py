@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx
 
-from app.services.sse import parse_sse
+from app.api.sse import parse_sse
 from tests.fakes.anthropic_server import FakeAnthropicServer, Script, echo_reply
 
 HEADERS = {"x-api-key": "sk-test", "anthropic-version": "2023-06-01"}

@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
+from app.api.sse import parse_sse
 from app.services.llm.offline import OFFLINE_LABEL
-from app.services.sse import parse_sse
 from tests.app.chat_fixtures import index_project
 from tests.fakes.anthropic_server import Script
 

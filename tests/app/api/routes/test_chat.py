@@ -11,6 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from app.api.sse import parse_sse
 from app.core.config import Settings
 from app.core.db import get_sessionmaker
 from app.models.conversation import Conversation, Message
@@ -18,7 +19,6 @@ from app.schemas.chat import ChatRequest
 from app.services import chat as chat_service
 from app.services.llm.factory import get_chat_model
 from app.services.llm.offline import OFFLINE_LABEL
-from app.services.sse import parse_sse
 from tests.app.chat_fixtures import index_project
 from tests.fakes.anthropic_server import FakeAnthropicServer, Script
 

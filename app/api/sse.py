@@ -19,22 +19,35 @@ saved, no `conversation` and no `done`.)
 (no text). Comment lines (`: ping ...`) are heartbeats every CHAT_HEARTBEAT_SECONDS
 so proxies keep idle connections open; clients ignore them.
 
-The streaming itself is sse-starlette's EventSourceResponse (heartbeats, client
-disconnect detection); this module only fixes names and encoding in one place.
+The events come from ``app.services.chat.stream_turn`` as (name, data) pairs; the
+streaming itself is sse-starlette's EventSourceResponse (heartbeats, client disconnect
+detection); this module only fixes the encoding in one place.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
 
 from sse_starlette import ServerSentEvent
 
-EventName = Literal["conversation", "sources", "token", "usage", "error", "done"]
+from app.services.chat import ChatEvent, EventName
 
 
 def sse_event(name: EventName, data: dict[str, Any]) -> ServerSentEvent:
     return ServerSentEvent(event=name, data=json.dumps(data, ensure_ascii=False, default=str))
+
+
+async def sse_events(
+    events: AsyncGenerator[ChatEvent, None],
+) -> AsyncIterator[ServerSentEvent]:
+    """A turn's events as SSE. Closing this closes ``events`` (which cancels the turn)."""
+    try:
+        async for name, data in events:
+            yield sse_event(name, data)
+    finally:
+        await events.aclose()
 
 
 def parse_sse(raw: str) -> list[tuple[str, dict[str, Any]]]:
