@@ -8,6 +8,9 @@
 * ``OwnedProject``: the project named by the ``project_id`` path parameter if it
   belongs to the current user; 404 "Project not found" otherwise (also for other
   users' projects: answering 403 would reveal that the id exists).
+
+Helpers the routes share: ``unauthorized`` (a 401 with ``WWW-Authenticate: Bearer``) and
+``allowed_model`` (a requested model must be one of CHAT_ALLOWED_MODELS, else 422).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import uuid
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -39,7 +43,7 @@ SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 _bearer = HTTPBearer(auto_error=False, description="Access token from POST /api/auth/login")
 
 
-def _unauthorized(detail: str) -> HTTPException:
+def unauthorized(detail: str) -> HTTPException:
     return HTTPException(
         status_code=status.HTTP_401_UNAUTHORIZED,
         detail=detail,
@@ -53,14 +57,14 @@ async def get_current_user(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> User:
     if credentials is None:
-        raise _unauthorized("Not authenticated")
+        raise unauthorized("Not authenticated")
     try:
         claims = decode_token(credentials.credentials, settings, "access")
     except InvalidTokenError as error:
-        raise _unauthorized(str(error)) from None
+        raise unauthorized(str(error)) from None
     user = await session.get(User, claims.user_id)
     if user is None or not user.is_active:
-        raise _unauthorized("Account not found or disabled")
+        raise unauthorized("Account not found or disabled")
     return user
 
 
@@ -86,3 +90,20 @@ async def get_owned_project(
 
 
 OwnedProject = Annotated[Project, Depends(get_owned_project)]
+
+
+def allowed_model(requested: str | None, settings: Settings) -> str:
+    """The model to answer with: ``requested`` if it is allowed (else a 422 naming the
+    allowed ones, like any invalid body field), or CHAT_MODEL when none was asked for."""
+    if requested is not None and requested not in settings.chat_allowed_models:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "value_error",
+                    "loc": ("body", "model"),
+                    "msg": f"model must be one of: {', '.join(settings.chat_allowed_models)}",
+                    "input": requested,
+                }
+            ]
+        )
+    return requested or settings.chat_model

@@ -62,6 +62,8 @@ class Settings(BaseSettings):
         env_file_encoding="utf-8",
         case_sensitive=False,
         extra="ignore",  # the .env file is shared with other tools (e.g. HF_HUB_OFFLINE)
+        # VAR= (empty) in the environment or .env means unset: the field's default.
+        env_ignore_empty=True,
     )
 
     # --- runtime -------------------------------------------------------------------------
@@ -357,26 +359,6 @@ class Settings(BaseSettings):
         if not url.database:
             raise ValueError("names no database (the part after the last '/')")
         return with_driver(value.strip(), "asyncpg")
-
-    @field_validator(
-        "sentry_dsn",
-        "anthropic_base_url",
-        "stripe_api_base",
-        "stripe_price_starter",
-        "stripe_price_pro",
-        "stripe_price_enterprise",
-        mode="before",
-    )
-    @classmethod
-    def _empty_means_unset(cls, value: object) -> object:
-        return None if isinstance(value, str) and not value.strip() else value
-
-    @field_validator(
-        "anthropic_api_key", "stripe_secret_key", "stripe_webhook_secret", mode="before"
-    )
-    @classmethod
-    def _empty_key_means_unset(cls, value: object) -> object:
-        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("public_url")
     @classmethod

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,9 +23,10 @@ from app.core.config import Settings
 from app.models.conversation import Artifact, ArtifactVersion, Conversation, Message
 from app.models.project import Project
 from app.schemas.chat import ChatRequest
-from app.services.chat import NotFound, find_passages, passage_to_dict
+from app.services.chat import NotFound, find_passages
 from app.services.llm.base import ChatModel, ModelRequest, collect
-from app.services.prompt import Passage, build_artifact_prompt
+from app.services.passages import Passage
+from app.services.prompt import build_artifact_prompt
 
 TITLE_LENGTH = 80
 
@@ -38,22 +38,6 @@ def _title_from(text: str) -> str:
         if line:
             return line if len(line) <= TITLE_LENGTH else line[: TITLE_LENGTH - 1].rstrip() + "…"
     return "Untitled artifact"
-
-
-def _passages_from_dicts(items: list[dict[str, Any]]) -> list[Passage]:
-    return [
-        Passage(
-            number=item["number"],
-            text=item["text"],
-            document_id=uuid.UUID(item["document_id"]) if item.get("document_id") else None,
-            document_name=item["document_name"],
-            chunk_id=item.get("chunk_id"),
-            page=item.get("page"),
-            heading=item.get("heading"),
-            score=item.get("score"),
-        )
-        for item in items
-    ]
 
 
 def _strip_fences(content: str, kind: str) -> str:
@@ -153,19 +137,7 @@ async def create_from_message(
         .order_by(Message.position.desc())
         .limit(1)
     )
-    passages = [
-        Passage(
-            number=s.number,
-            text=s.text,
-            document_id=s.document_id,
-            document_name=s.document_name,
-            chunk_id=s.chunk_id,
-            page=s.page,
-            heading=s.heading,
-            score=s.score,
-        )
-        for s in message.sources
-    ]
+    passages = [Passage.from_source(source) for source in message.sources]
     artifact = Artifact(
         user_id=user_id,
         project_id=conversation.project_id,
@@ -174,7 +146,7 @@ async def create_from_message(
         title=title or _title_from(message.content),
         kind=kind,
         request=question,
-        sources=[passage_to_dict(p) for p in passages],
+        sources=[p.to_dict() for p in passages],
         current_version=0,
         versions=[],
     )
@@ -225,7 +197,7 @@ async def create_from_request(
         title=title or _title_from(request),
         kind=kind,
         request=request,
-        sources=[passage_to_dict(p) for p in passages],
+        sources=[p.to_dict() for p in passages],
         current_version=0,
         versions=[],
     )
@@ -285,7 +257,7 @@ async def regenerate_artifact(
     request = (
         artifact.request or f"Rewrite this {artifact.kind} document:\n\n{current_content(artifact)}"
     )
-    passages = _passages_from_dicts(artifact.sources)
+    passages = [Passage.from_dict(item) for item in artifact.sources]
     content, usage = await _generate(settings, model, request, artifact.kind, passages, model_name)
     await _add_version(
         session,

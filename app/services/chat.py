@@ -43,6 +43,7 @@ from app.schemas.chat import ChatRequest
 from app.services import embeddings, retrieval
 from app.services.llm.base import ChatModel, LLMError, ModelRequest, TextDelta, Usage
 from app.services.prompt import HistoryMessage, Passage, build_prompt, cited_numbers
+from app.services.usage import MessageQuota, add_tokens, release_message
 
 logger = logging.getLogger(__name__)
 
@@ -232,6 +233,7 @@ class ChatTurn:
         conversation: Conversation,
         request: ChatRequest,
         query_vector: Awaitable[list[float]] | None = None,
+        quota: MessageQuota | None = None,
     ) -> None:
         self.settings = settings
         self.sessionmaker = sessionmaker
@@ -242,6 +244,7 @@ class ChatTurn:
         self.title = conversation.title
         self.request = request
         self.query_vector = query_vector  # the question's embedding, if already under way
+        self.quota = quota  # the message counted against the plan for this turn
         self.model_name = request.model or settings.chat_model
         # Made here, so the history read that runs alongside the save can leave it out.
         self.result = TurnResult(conversation_id=conversation.id, user_message_id=uuid.uuid4())
@@ -454,6 +457,11 @@ class ChatTurn:
                 for p in passages
             ]
             session.add(message)
+            if self.quota is not None:  # the usage counter, in the same transaction
+                if status == "failed" and self.result.error is not None:
+                    await release_message(session, self.quota)  # the model gave nothing
+                elif usage is not None:
+                    await add_tokens(session, self.quota, usage.input_tokens, usage.output_tokens)
             await session.commit()
         self.result.message_id = message.id
         self.result.status = status

@@ -2,8 +2,8 @@
 
 ``delete_project`` is the one place where a project and everything it owns goes
 away. Rows referencing the project are removed by ``ON DELETE CASCADE``; files on
-disk and other resources outside Postgres must be purged here too (the document
-service hooks in below).
+disk and other resources outside Postgres must be purged here too (the uploaded files
+are, below).
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.config import Settings
 from app.models.project import Project
+from app.services.documents import purge_project_files
 
 
 class ProjectNameTakenError(Exception):
@@ -81,17 +83,14 @@ async def update_project(
     return project
 
 
-async def delete_project(session: AsyncSession, project: Project) -> None:
+async def delete_project(session: AsyncSession, settings: Settings, project: Project) -> None:
     """Delete the project, its rows (FK cascade) and its files."""
     # A Core DELETE lets Postgres cascade (ON DELETE CASCADE) instead of the ORM loading
     # and deleting children one by one.
     await session.execute(delete(Project).where(Project.id == project.id))
     await session.commit()
     # Documents and their chunks went with the cascade; the uploaded files are on disk.
-    from app.core.config import get_settings
-    from app.services.documents import purge_project_files
-
-    purge_project_files(get_settings(), project.id)
+    purge_project_files(settings, project.id)
 
 
 async def _commit_or_name_taken(session: AsyncSession, name: str) -> None:

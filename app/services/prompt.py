@@ -14,37 +14,15 @@ a safety margin instead.
 from __future__ import annotations
 
 import re
-import uuid
 from dataclasses import dataclass
+
+from app.services.passages import Passage
 
 CHARS_PER_TOKEN = 4
 
 
 def estimate_tokens(text: str) -> int:
     return len(text) // CHARS_PER_TOKEN + 1
-
-
-@dataclass
-class Passage:
-    """One retrieved chunk, numbered as the model and the user will see it."""
-
-    number: int
-    text: str
-    document_id: uuid.UUID | None
-    document_name: str
-    chunk_id: str | None = None  # the vector store's node id
-    page: int | None = None
-    heading: str | None = None
-    score: float | None = None
-
-    def label(self) -> str:
-        """'handbook.pdf, page 3, "Refunds"' — where the passage comes from."""
-        parts = [self.document_name]
-        if self.page is not None:
-            parts.append(f"page {self.page}")
-        if self.heading:
-            parts.append(f'"{self.heading}"')
-        return ", ".join(parts)
 
 
 @dataclass

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Response, status
 from fastapi.exceptions import RequestValidationError
 
+from app.api.billing_errors import LIMIT_RESPONSES
 from app.api.deps import CurrentUser, SessionDep, SettingsDep
 from app.core.config import Settings
 from app.models.conversation import Artifact
@@ -19,6 +20,7 @@ from app.schemas.artifact import (
     ArtifactVersionRead,
 )
 from app.services import artifacts as artifact_service
+from app.services import usage
 from app.services.chat import NotFound
 from app.services.llm.base import LLMError
 from app.services.llm.factory import get_chat_model
@@ -85,13 +87,21 @@ def _model_failed(error: LLMError) -> HTTPException:
     "",
     response_model=ArtifactRead,
     status_code=status.HTTP_201_CREATED,
-    responses={404: {"description": "Message, project or conversation not found"}, **_MODEL_FAILED},
+    responses={
+        404: {"description": "Message, project or conversation not found"},
+        **_MODEL_FAILED,
+        **LIMIT_RESPONSES,
+    },
 )
 async def create_artifact(
     body: ArtifactCreate, user: CurrentUser, session: SessionDep, settings: SettingsDep
 ) -> ArtifactRead:
-    """From an assistant message (`message_id`), or made by the model on `request`."""
+    """From an assistant message (`message_id`), or made by the model on `request`
+    (which counts as one message of the plan)."""
     model_name = _model_name(body.model, settings)
+    quota = None
+    if body.message_id is None:  # the model writes it: counted before it runs
+        quota = await usage.consume_message(session, user.id, settings, model=model_name)
     try:
         if body.message_id is not None:
             artifact = await artifact_service.create_from_message(
@@ -114,9 +124,13 @@ async def create_artifact(
                 model_name=model_name,
             )
     except NotFound as error:
+        await usage.refund(session, quota)
         raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail=str(error)) from None
     except LLMError as error:
+        await usage.refund(session, quota)
         raise _model_failed(error) from None
+    newest = artifact.versions[-1]
+    await usage.record_tokens(session, quota, newest.input_tokens, newest.output_tokens)
     return _read(artifact)
 
 
@@ -133,11 +147,18 @@ async def get_artifact(artifact: OwnedArtifact) -> ArtifactRead:
     return _read(artifact)
 
 
-@router.patch("/{artifact_id}", response_model=ArtifactRead, responses=_NOT_FOUND)
+@router.patch(
+    "/{artifact_id}", response_model=ArtifactRead, responses={**_NOT_FOUND, **LIMIT_RESPONSES}
+)
 async def edit_artifact(
-    body: ArtifactUpdate, artifact: OwnedArtifact, session: SessionDep
+    body: ArtifactUpdate, artifact: OwnedArtifact, session: SessionDep, settings: SettingsDep
 ) -> ArtifactRead:
-    """Rename and/or change the content; new content becomes a new version."""
+    """Rename and/or change the content; new content becomes a new version (up to the
+    plan's versions per artifact)."""
+    if body.content is not None:
+        await usage.check_new_artifact_version(
+            session, artifact.user_id, settings, len(artifact.versions)
+        )
     artifact = await artifact_service.edit_artifact(
         session, artifact, title=body.title, content=body.content
     )
@@ -160,18 +181,27 @@ async def list_versions(artifact: OwnedArtifact) -> list[ArtifactVersionRead]:
 @router.post(
     "/{artifact_id}/regenerate",
     response_model=ArtifactRead,
-    responses={**_NOT_FOUND, **_MODEL_FAILED},
+    responses={**_NOT_FOUND, **_MODEL_FAILED, **LIMIT_RESPONSES},
 )
 async def regenerate_artifact(
     artifact: OwnedArtifact, session: SessionDep, settings: SettingsDep, model: str | None = None
 ) -> ArtifactRead:
-    """A new version written by the model from the same request and sources."""
+    """A new version written by the model from the same request and sources (one
+    message of the plan; up to the plan's versions per artifact)."""
+    model_name = _model_name(model, settings)
+    await usage.check_new_artifact_version(
+        session, artifact.user_id, settings, len(artifact.versions)
+    )
+    quota = await usage.consume_message(session, artifact.user_id, settings, model=model_name)
     try:
         artifact = await artifact_service.regenerate_artifact(
-            session, settings, get_chat_model(settings), artifact, _model_name(model, settings)
+            session, settings, get_chat_model(settings), artifact, model_name
         )
     except LLMError as error:
+        await usage.refund(session, quota)
         raise _model_failed(error) from None
+    newest = artifact.versions[-1]
+    await usage.record_tokens(session, quota, newest.input_tokens, newest.output_tokens)
     return _read(artifact)
 
 

@@ -4,20 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, status
 
-from app.api.deps import CurrentUser, SessionDep, SettingsDep
+from app.api.deps import CurrentUser, SessionDep, SettingsDep, unauthorized
 from app.schemas.auth import LoginRequest, LogoutRequest, RefreshRequest, RegisterRequest, TokenPair
 from app.schemas.user import UserRead
 from app.services import accounts
 
 router = APIRouter(prefix="/auth", tags=["auth"])
-
-
-def _unauthorized(detail: str) -> HTTPException:
-    return HTTPException(
-        status_code=status.HTTP_401_UNAUTHORIZED,
-        detail=detail,
-        headers={"WWW-Authenticate": "Bearer"},
-    )
 
 
 @router.post(
@@ -47,7 +39,7 @@ async def login(body: LoginRequest, session: SessionDep, settings: SettingsDep) 
     try:
         user = await accounts.authenticate(session, body.email, body.password)
     except accounts.AuthenticationError as error:
-        raise _unauthorized(str(error)) from None
+        raise unauthorized(str(error)) from None
     return await accounts.issue_token_pair(session, user, settings)
 
 
@@ -57,7 +49,7 @@ async def refresh(body: RefreshRequest, session: SessionDep, settings: SettingsD
     try:
         return await accounts.rotate_refresh_token(session, body.refresh_token, settings)
     except accounts.AuthenticationError as error:
-        raise _unauthorized(str(error)) from None
+        raise unauthorized(str(error)) from None
 
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
@@ -66,7 +58,7 @@ async def logout(body: LogoutRequest, session: SessionDep, settings: SettingsDep
     try:
         await accounts.logout(session, body.refresh_token, settings)
     except accounts.AuthenticationError as error:
-        raise _unauthorized(str(error)) from None
+        raise unauthorized(str(error)) from None
 
 
 @router.get("/me", response_model=UserRead)

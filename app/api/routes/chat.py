@@ -7,10 +7,11 @@ conversation or project is a plain 404 and bad input a plain 422.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Response, status
 from fastapi.exceptions import RequestValidationError
 from sse_starlette import EventSourceResponse
 
+from app.api.billing_errors import LIMIT_RESPONSES, usage_headers
 from app.api.deps import CurrentUser, SessionDep, SettingsDep
 from app.api.sse import sse_events
 from app.core.config import Settings
@@ -19,6 +20,7 @@ from app.models.conversation import Message
 from app.schemas.chat import ChatError, ChatRequest, ChatResponse, ChatUsage
 from app.schemas.conversation import MessageRead
 from app.services import chat as chat_service
+from app.services import usage
 from app.services.llm.factory import get_chat_model
 
 router = APIRouter(prefix="/chat", tags=["chat"])
@@ -26,6 +28,12 @@ router = APIRouter(prefix="/chat", tags=["chat"])
 _RESPONSES = {
     404: {"description": "Project or conversation not found"},
     422: {"description": "Empty or oversized message, value out of range, or unknown model"},
+    **LIMIT_RESPONSES,
+}
+_USAGE_HEADERS = {
+    "X-Usage-Limit": {"description": "Messages the plan allows this period ('unlimited')"},
+    "X-Usage-Remaining": {"description": "Messages left this period, this one counted"},
+    "X-Usage-Reset": {"description": "When the period ends and the counter starts again"},
 }
 
 
@@ -54,6 +62,14 @@ async def _prepare(
         if query_vector is not None:
             query_vector.cancel()
         raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail=str(error)) from None
+    try:  # counted before the model runs; 402 when the plan's messages are used up
+        quota = await usage.consume_message(
+            session, user.id, settings, model=body.model or settings.chat_model
+        )
+    except usage.LimitExceeded:
+        if query_vector is not None:
+            query_vector.cancel()
+        raise
     turn = chat_service.ChatTurn(
         settings=settings,
         sessionmaker=get_sessionmaker(settings),
@@ -62,6 +78,7 @@ async def _prepare(
         conversation=conversation,
         request=body,
         query_vector=query_vector,
+        quota=quota,
     )
     # The turn uses its own short sessions. Hand the request's connection back to the
     # pool now, or every open stream would hold one (idle in transaction) to its end.
@@ -75,6 +92,7 @@ async def _prepare(
         200: {
             "description": "Server-Sent Events: conversation, sources, token…, usage, error, done",
             "content": {"text/event-stream": {}},
+            "headers": _USAGE_HEADERS,
         },
         **_RESPONSES,
     },
@@ -88,13 +106,25 @@ async def chat_stream(
         sse_events(chat_service.stream_turn(turn)),
         ping=settings.chat_heartbeat_seconds,
         # Tell nginx not to buffer: tokens must reach the browser as they come.
-        headers={"X-Accel-Buffering": "no", "Cache-Control": "no-cache"},
+        headers={
+            "X-Accel-Buffering": "no",
+            "Cache-Control": "no-cache",
+            **usage_headers(turn.quota),
+        },
     )
 
 
-@router.post("", response_model=ChatResponse, responses=_RESPONSES)
+@router.post(
+    "",
+    response_model=ChatResponse,
+    responses={200: {"description": "The saved answer", "headers": _USAGE_HEADERS}, **_RESPONSES},
+)
 async def chat(
-    body: ChatRequest, user: CurrentUser, session: SessionDep, settings: SettingsDep
+    body: ChatRequest,
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    response: Response,
 ) -> ChatResponse:
     """Answer a question and return the whole saved answer with its sources.
 
@@ -102,6 +132,7 @@ async def chat(
     and an `error` object, because the question and any partial answer were saved.
     """
     turn = await _prepare(body, user, session, settings)
+    response.headers.update(usage_headers(turn.quota))
 
     async def ignore(*_: object) -> None:
         return None

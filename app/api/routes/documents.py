@@ -12,11 +12,13 @@ import uuid
 
 from fastapi import APIRouter, HTTPException, Request, Response, status
 
+from app.api.billing_errors import DISK_RESPONSES, LIMIT_RESPONSES
 from app.api.deps import OwnedProject, SessionDep, SettingsDep
 from app.api.uploads import http_error, receive_files
 from app.models.document import Document
 from app.schemas.document import DocumentRead, DocumentUploadRead
 from app.services import documents as document_service
+from app.services import usage
 from app.services.uploads import UploadRejected, discard
 
 router = APIRouter(prefix="/projects/{project_id}/documents", tags=["documents"])
@@ -55,6 +57,8 @@ _MULTIPART_BODY = {
         413: {"description": "A file is over MAX_UPLOAD_MB, or too many files"},
         415: {"description": "A file's type is not supported (detected from its content)"},
         422: {"description": "Empty file, or a malformed multipart body"},
+        **LIMIT_RESPONSES,
+        **DISK_RESPONSES,
     },
 )
 async def upload_documents(
@@ -64,12 +68,18 @@ async def upload_documents(
 
     A refused request stores nothing. A file whose content the project already has is
     not stored again: its existing document comes back with ``duplicate: true``.
+    The plan limits the documents, their total size and each file's size (402).
     """
+    usage.check_disk(settings)  # 507 before a byte is written
     try:
         files = await receive_files(request, settings)
     except UploadRejected as error:
         raise http_error(error) from None
     try:
+        # Locks the account until the documents are committed (concurrent uploads wait).
+        await usage.check_new_documents(
+            session, project.owner_id, settings, [staged.size for staged in files]
+        )
         kinds = document_service.check_staged(files)
         outcomes = await document_service.register_uploads(session, settings, project, files, kinds)
     except UploadRejected as error:

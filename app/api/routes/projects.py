@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, status
 
-from app.api.deps import CurrentUser, OwnedProject, SessionDep
+from app.api.billing_errors import LIMIT_RESPONSES
+from app.api.deps import CurrentUser, OwnedProject, SessionDep, SettingsDep
 from app.schemas.project import ProjectCreate, ProjectRead, ProjectUpdate
 from app.services import projects as project_service
+from app.services import usage
 
 router = APIRouter(prefix="/projects", tags=["projects"])
 
@@ -24,11 +26,14 @@ def _name_taken(name: str) -> HTTPException:
     "",
     response_model=ProjectRead,
     status_code=status.HTTP_201_CREATED,
-    responses={409: {"description": "Name taken"}},
+    responses={409: {"description": "Name taken"}, **LIMIT_RESPONSES},
 )
 async def create_project(
-    body: ProjectCreate, user: CurrentUser, session: SessionDep
+    body: ProjectCreate, user: CurrentUser, session: SessionDep, settings: SettingsDep
 ) -> ProjectRead:
+    # Under a lock on the account until the project is committed: concurrent creates
+    # cannot pass the plan's limit together.
+    await usage.check_new_project(session, user.id, settings)
     try:
         project = await project_service.create_project(
             session, user.id, body.name, body.description

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from app.services.prompt import Passage
+from app.services.passages import Passage
 
 
 # --- what a model stream yields -------------------------------------------------------------

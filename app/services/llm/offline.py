@@ -14,7 +14,8 @@ import re
 from collections.abc import AsyncIterator
 
 from app.services.llm.base import LLMEvent, ModelRequest, TextDelta, Usage
-from app.services.prompt import Passage, estimate_tokens
+from app.services.passages import Passage
+from app.services.prompt import estimate_tokens
 
 OFFLINE_LABEL = (
     "*Offline mode: no language model is configured (ANTHROPIC_API_KEY is not set), "

@@ -21,9 +21,9 @@ from app.services.llm.base import (
 )
 from app.services.llm.claude import AnthropicChatModel
 from app.services.llm.offline import OFFLINE_LABEL, OfflineChatModel, best_excerpt
+from app.services.passages import Passage
 from app.services.prompt import (
     HistoryMessage,
-    Passage,
     build_prompt,
     cited_numbers,
     estimate_tokens,
