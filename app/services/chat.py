@@ -37,12 +37,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.config import Settings
-from app.models.conversation import Conversation, Message, MessageSource
+from app.models.conversation import Conversation, Message
 from app.models.project import Project
 from app.schemas.chat import ChatRequest
 from app.services import embeddings, retrieval
 from app.services.llm.base import ChatModel, LLMError, ModelRequest, TextDelta, Usage
-from app.services.prompt import HistoryMessage, Passage, build_prompt, cited_numbers
+from app.services.passages import Passage
+from app.services.prompt import HistoryMessage, build_prompt, cited_numbers
 from app.services.usage import MessageQuota, add_tokens, release_message
 
 logger = logging.getLogger(__name__)
@@ -146,19 +147,6 @@ class TurnResult:
     error: LLMError | None = None
 
 
-def passage_to_dict(passage: Passage) -> dict[str, Any]:
-    return {
-        "number": passage.number,
-        "document_id": str(passage.document_id) if passage.document_id else None,
-        "document_name": passage.document_name,
-        "chunk_id": passage.chunk_id,
-        "page": passage.page,
-        "heading": passage.heading,
-        "score": passage.score,
-        "text": passage.text,
-    }
-
-
 def start_query_embedding(
     settings: Settings, request: ChatRequest
 ) -> asyncio.Future[list[float]] | None:
@@ -207,19 +195,7 @@ async def find_passages(
             min_similarity=request.min_similarity,
             settings=settings,
         )
-    return [
-        Passage(
-            number=i,
-            text=hit.text,
-            document_id=hit.document_id,
-            document_name=hit.document_name,
-            chunk_id=hit.chunk_id,
-            page=hit.page,
-            heading=hit.heading,
-            score=round(hit.similarity, 4),  # cosine similarity: what people understand
-        )
-        for i, hit in enumerate(hits, start=1)
-    ], True
+    return [Passage.from_hit(i, hit) for i, hit in enumerate(hits, start=1)], True
 
 
 class ChatTurn:
@@ -325,7 +301,7 @@ class ChatTurn:
     ) -> None:
         passages, searched, history = await context
         self.result.passages = passages
-        await emit("sources", {"sources": [passage_to_dict(p) for p in passages]})
+        await emit("sources", {"sources": [p.to_dict() for p in passages]})
 
         prompt = build_prompt(
             self.request.message,
@@ -442,20 +418,7 @@ class ChatTurn:
                 input_tokens=usage.input_tokens if usage else None,
                 output_tokens=usage.output_tokens if usage else None,
             )
-            message.sources = [
-                MessageSource(
-                    number=p.number,
-                    cited=p.number in cited,
-                    document_id=p.document_id,
-                    chunk_id=p.chunk_id,
-                    document_name=p.document_name,
-                    page=p.page,
-                    heading=p.heading,
-                    score=p.score,
-                    text=p.text,
-                )
-                for p in passages
-            ]
+            message.sources = [p.to_source(cited=p.number in cited) for p in passages]
             session.add(message)
             if self.quota is not None:  # the usage counter, in the same transaction
                 if status == "failed" and self.result.error is not None:

@@ -6,11 +6,9 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Response, status
-from fastapi.exceptions import RequestValidationError
 
 from app.api.billing_errors import LIMIT_RESPONSES
-from app.api.deps import CurrentUser, SessionDep, SettingsDep
-from app.core.config import Settings
+from app.api.deps import CurrentUser, SessionDep, SettingsDep, allowed_model
 from app.models.conversation import Artifact
 from app.schemas.artifact import (
     ArtifactCreate,
@@ -59,21 +57,6 @@ def _read(artifact: Artifact) -> ArtifactRead:
     )
 
 
-def _model_name(requested: str | None, settings: Settings) -> str:
-    if requested is not None and requested not in settings.chat_allowed_models:
-        raise RequestValidationError(
-            [
-                {
-                    "type": "value_error",
-                    "loc": ("body", "model"),
-                    "msg": f"model must be one of: {', '.join(settings.chat_allowed_models)}",
-                    "input": requested,
-                }
-            ]
-        )
-    return requested or settings.chat_model
-
-
 def _model_failed(error: LLMError) -> HTTPException:
     return HTTPException(
         status_code=status.HTTP_503_SERVICE_UNAVAILABLE
@@ -98,7 +81,7 @@ async def create_artifact(
 ) -> ArtifactRead:
     """From an assistant message (`message_id`), or made by the model on `request`
     (which counts as one message of the plan)."""
-    model_name = _model_name(body.model, settings)
+    model_name = allowed_model(body.model, settings)
     quota = None
     if body.message_id is None:  # the model writes it: counted before it runs
         quota = await usage.consume_message(session, user.id, settings, model=model_name)
@@ -188,7 +171,7 @@ async def regenerate_artifact(
 ) -> ArtifactRead:
     """A new version written by the model from the same request and sources (one
     message of the plan; up to the plan's versions per artifact)."""
-    model_name = _model_name(model, settings)
+    model_name = allowed_model(model, settings)
     await usage.check_new_artifact_version(
         session, artifact.user_id, settings, len(artifact.versions)
     )

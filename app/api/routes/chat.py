@@ -8,11 +8,10 @@ conversation or project is a plain 404 and bad input a plain 422.
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Response, status
-from fastapi.exceptions import RequestValidationError
 from sse_starlette import EventSourceResponse
 
 from app.api.billing_errors import LIMIT_RESPONSES, usage_headers
-from app.api.deps import CurrentUser, SessionDep, SettingsDep
+from app.api.deps import CurrentUser, SessionDep, SettingsDep, allowed_model
 from app.api.sse import sse_events
 from app.core.config import Settings
 from app.core.db import get_sessionmaker
@@ -37,24 +36,10 @@ _USAGE_HEADERS = {
 }
 
 
-def _check_model(body: ChatRequest, settings: Settings) -> None:
-    if body.model is not None and body.model not in settings.chat_allowed_models:
-        raise RequestValidationError(
-            [
-                {
-                    "type": "value_error",
-                    "loc": ("body", "model"),
-                    "msg": f"model must be one of: {', '.join(settings.chat_allowed_models)}",
-                    "input": body.model,
-                }
-            ]
-        )
-
-
 async def _prepare(
     body: ChatRequest, user: CurrentUser, session: SessionDep, settings: Settings
 ) -> chat_service.ChatTurn:
-    _check_model(body, settings)
+    allowed_model(body.model, settings)
     query_vector = chat_service.start_query_embedding(settings, body)
     try:
         conversation = await chat_service.open_conversation(session, user.id, body)

@@ -72,6 +72,6 @@ async def update_project(
 
 
 @router.delete("/{project_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_NOT_FOUND)
-async def delete_project(project: OwnedProject, session: SessionDep) -> None:
+async def delete_project(project: OwnedProject, session: SessionDep, settings: SettingsDep) -> None:
     """Delete the project with its documents, chunks, files and conversations."""
-    await project_service.delete_project(session, project)
+    await project_service.delete_project(session, settings, project)
