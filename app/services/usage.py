@@ -245,6 +245,27 @@ async def add_tokens(
     )
 
 
+async def refund(session: AsyncSession, quota: MessageQuota | None) -> None:
+    """Hand back the message of a model call that failed (committed; the transaction's
+    half-done work is rolled back first)."""
+    await session.rollback()
+    if quota is not None:
+        await release_message(session, quota)
+        await session.commit()
+
+
+async def record_tokens(
+    session: AsyncSession,
+    quota: MessageQuota | None,
+    input_tokens: int | None,
+    output_tokens: int | None,
+) -> None:
+    """Add a finished call's tokens to its period (committed)."""
+    if quota is not None and (input_tokens or output_tokens):
+        await add_tokens(session, quota, input_tokens or 0, output_tokens or 0)
+        await session.commit()
+
+
 # --- projects, documents, storage, artifact versions -----------------------------------------
 async def lock_account(session: AsyncSession, user_id: uuid.UUID) -> None:
     """Serialise the user's creations until the caller's transaction ends."""
