@@ -2,6 +2,7 @@ import { type ReactNode, useState } from "react";
 import { NavLink } from "react-router-dom";
 import { useAuth } from "../auth/AuthProvider";
 import { applyTheme, storedTheme, type ThemeChoice } from "../theme";
+import { Logo } from "./Logo";
 
 export function Layout({ children }: { children: ReactNode }) {
   const { user, logout } = useAuth();
@@ -12,8 +13,8 @@ export function Layout({ children }: { children: ReactNode }) {
         Skip to content
       </a>
       <header className="topbar">
-        <span className="brand" aria-hidden="true">
-          🌳
+        <span className="brand">
+          <Logo /> <span className="brand-name">KnowledgeTree</span>
         </span>
         <nav aria-label="Main">
           <NavLink to="/chat">Chat</NavLink>
@@ -30,7 +31,7 @@ export function Layout({ children }: { children: ReactNode }) {
                 setTheme(choice);
               }}
             >
-              <option value="system">System theme</option>
+              <option value="system">System</option>
               <option value="light">Light</option>
               <option value="dark">Dark</option>
             </select>

@@ -1,6 +1,7 @@
 import { type FormEvent, useState } from "react";
 import { Link, Navigate, useNavigate, useSearchParams } from "react-router-dom";
 import { useAuth } from "../auth/AuthProvider";
+import { Logo } from "../components/Logo";
 
 /** Log in or sign up; afterwards back to `?next=` (where an expired session left off). */
 export function AuthPage({ mode }: { mode: "login" | "register" }) {
@@ -34,7 +35,7 @@ export function AuthPage({ mode }: { mode: "login" | "register" }) {
     <main className="auth-page" id="main">
       <form className="card auth-card" onSubmit={submit}>
         <h1>
-          <span aria-hidden="true">🌳 </span>KnowledgeTree
+          <Logo size={30} /> KnowledgeTree
         </h1>
         <h2>{isLogin ? "Log in" : "Create an account"}</h2>
         {params.get("expired") && isLogin && (

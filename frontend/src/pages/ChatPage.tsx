@@ -58,7 +58,7 @@ export function ChatPage() {
       // The saved question + answer replace the live turn once the server has them
       // (after Stop the server saves the partial answer a moment later).
       const expected = messages.length + 2;
-      for (let attempt = 0; attempt < 10; attempt++) {
+      for (let attempt = 0; attempt < 20; attempt++) {
         const fresh = await queryClient.fetchQuery<Conversation>({
           queryKey: ["conversation", id],
           queryFn: async () =>
@@ -69,11 +69,14 @@ export function ChatPage() {
             ),
           staleTime: 0,
         });
-        if (fresh.messages.length >= expected) break;
+        if (fresh.messages.length >= expected) {
+          chat.clear();
+          break;
+        }
         await sleep(300);
       }
+      // Not saved yet after 6 s: the live turn stays on screen (a reload shows the saved one).
       void queryClient.invalidateQueries({ queryKey: ["conversations"] });
-      chat.clear();
     },
   });
   const busy = chat.turn?.phase === "waiting" || chat.turn?.phase === "streaming";
@@ -135,8 +138,14 @@ export function ChatPage() {
     setPanelOpen(true);
   };
   const saveArtifact = async (messageId: string) => {
+    // Titled after the question it answers (the server would take the answer's first words).
+    const index = messages.findIndex((m) => m.id === messageId);
+    const question = messages
+      .slice(0, index)
+      .findLast((m) => m.role === "user")
+      ?.content.trim();
     const result = await api.POST("/api/artifacts", {
-      body: { message_id: messageId, kind: "markdown" },
+      body: { message_id: messageId, kind: "markdown", title: question?.slice(0, 120) },
     });
     if (result.data) {
       void queryClient.invalidateQueries({ queryKey: ["artifacts"] });

@@ -7,6 +7,8 @@ import { ConfirmDialog } from "../components/Dialog";
 
 const ACCEPT = ".pdf,.docx,.md,.markdown,.html,.htm,.txt";
 
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
+
 function formatSize(bytes: number): string {
   if (bytes < 1024) return `${bytes} B`;
   if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(0)} kB`;
@@ -41,8 +43,8 @@ export function DocumentRow({
         <span className="document-name">{document.filename}</span>
         <span className="hint">
           {document.kind} · {formatSize(document.size_bytes)}
-          {document.page_count ? ` · ${document.page_count} pages` : ""}
-          {document.status === "ready" ? ` · ${document.chunk_count} passages` : ""}
+          {document.page_count ? ` · ${plural(document.page_count, "page")}` : ""}
+          {document.status === "ready" ? ` · ${plural(document.chunk_count, "passage")}` : ""}
         </span>
         {busy && (
           <progress

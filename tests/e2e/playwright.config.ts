@@ -1,0 +1,60 @@
+// Browser tests against the real backend (tests/e2e/stack.py: embedded Postgres, the app,
+// the Anthropic stand-in) and the built SPA served by `vite preview`, which proxies /api.
+// Debian's Chromium, one worker: the tests share one backend and 2 cores.
+import path from "node:path";
+import { defineConfig } from "@playwright/test";
+
+const root = path.resolve(import.meta.dirname, "../..");
+const apiPort = process.env.E2E_API_PORT ?? "8765";
+const webPort = process.env.E2E_WEB_PORT ?? "4180";
+
+export default defineConfig({
+  testDir: ".",
+  outputDir: "output/test-results",
+  timeout: 180_000,
+  expect: { timeout: 15_000 },
+  workers: 1,
+  reporter: [["list"], ["html", { outputFolder: "output/report", open: "never" }]],
+  use: {
+    baseURL: `http://127.0.0.1:${webPort}`,
+    browserName: "chromium",
+    viewport: { width: 1440, height: 900 },
+    trace: "retain-on-failure",
+    screenshot: "only-on-failure",
+    launchOptions: {
+      executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+      args: [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+      ],
+    },
+  },
+  webServer: [
+    {
+      command: `${root}/.venv/bin/python tests/e2e/stack.py`,
+      cwd: root,
+      url: `http://127.0.0.1:${apiPort}/api/readyz`,
+      timeout: 120_000,
+      reuseExistingServer: false,
+      gracefulShutdown: { signal: "SIGTERM", timeout: 20_000 },
+      env: { E2E_API_PORT: apiPort },
+      stdout: "pipe",
+    },
+    {
+      // The production build, as nginx serves it (SPA fallback included).
+      command: `npm run build && npx vite preview --host 127.0.0.1 --port ${webPort} --strictPort`,
+      cwd: path.join(root, "frontend"),
+      url: `http://127.0.0.1:${webPort}/`,
+      timeout: 120_000,
+      reuseExistingServer: false,
+      gracefulShutdown: { signal: "SIGTERM", timeout: 5_000 },
+      env: { KT_API_URL: `http://127.0.0.1:${apiPort}` },
+    },
+  ],
+});

