@@ -1,36 +1,10 @@
 """Query embedding through ONNX Runtime: the torch model's vectors in less than half the time.
 
-A chat's first token waits for its question's embedding. With torch, one short query
-takes about 20 ms on one AVX2 core, mostly per-operator overhead of eager execution;
-ONNX Runtime runs the same graph in about 9 ms (docs/BENCHMARKS.md). Ingestion keeps
-the torch model: its large batches are throughput-bound, and the stored vectors come
-from it.
-
-How the graph is made, and why it can be trusted:
-
-* It is exported once per model with torch's own exporter
-  (``torch.onnx.export(dynamo=True)``): the sentence-transformers modules (transformer,
-  pooling) plus L2 normalisation; one tokenised text in, one unit vector out. The text
-  is still tokenised by the model's own ``preprocess``, so query prompts and truncation
-  are unchanged.
-* The export runs in a child process (``python -m app.services.query_encoder``): it
-  peaks near 900 MB and imports onnxscript, and the server keeps neither.
-* The child compares the graph with the torch model on probe texts (a word, a question,
-  a text longer than the model reads, another script); the server compares one probe
-  again with its own model. Any component more than 1e-5 apart and the export is not
-  used.
-* It is cached in ``MODEL_CACHE_DIR/onnx/<model>-<fingerprint>/``. The fingerprint
-  covers the model's files and the versions of torch, transformers,
-  sentence-transformers and onnxruntime: a new model or library exports again, an
-  unchanged one loads in under a second. The child writes to a temporary folder that is
-  renamed when complete, under a lock file, so two app processes (the blue and green
-  colours) starting at once export once.
-* A failed export is recorded (``failed.txt`` in that folder, with the reason) and not
-  retried for the same fingerprint; the app stays on torch and says why in its log and
-  in ``/readyz``. Delete the folder to retry.
-
-The server never waits for any of this: ``embeddings.start_query_encoder`` prepares it
-in a background thread and queries switch over when it is ready.
+The graph is exported once per model and library versions by a child process
+(``python -m app.services.query_encoder``), checked against the torch model on probe
+texts, and cached under ``MODEL_CACHE_DIR/onnx/``; ``embeddings.start_query_encoder``
+prepares it in the background and queries use torch until it is ready. Why and how:
+docs/ARCHITECTURE.md, "Query embedding".
 """
 
 from __future__ import annotations
