@@ -31,10 +31,26 @@ dev: $(STAMP) ## Run the API locally on an embedded Postgres (http://127.0.0.1:8
 test: $(STAMP) ## Run every test suite: lint, app, infra (provisions a real test host)
 	$(MAKE) lint
 	$(MAKE) test-app
+	$(MAKE) test-frontend
 	$(MAKE) test-infra
 
 test-app: $(STAMP) ## App tests against an embedded Postgres + pgvector
 	$(BIN)/pytest tests/app
+
+# The browser app's packages, installed from the committed lock files when they change.
+NODE_STAMP := frontend/node_modules/.package-lock.json
+E2E_STAMP  := tests/e2e/node_modules/.package-lock.json
+.PHONY: test-frontend
+$(NODE_STAMP): frontend/package-lock.json
+	@node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)' || \
+	  { echo "Node.js 20 or newer is needed for frontend/ (node --version: $$(node --version))" >&2; exit 2; }
+	cd frontend && npm ci --no-audit --no-fund
+$(E2E_STAMP): tests/e2e/package-lock.json
+	cd tests/e2e && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund
+
+test-frontend: $(STAMP) $(NODE_STAMP) $(E2E_STAMP) ## Vitest component tests, then Playwright in Chromium against the real API
+	cd frontend && npx vitest run
+	cd tests/e2e && npx playwright test
 
 test-infra: $(STAMP) ## Provision a fresh test host twice (changed=0), then testinfra checks
 	$(BIN)/pytest tests/infra
@@ -42,8 +58,19 @@ test-infra: $(STAMP) ## Provision a fresh test host twice (changed=0), then test
 lint: $(STAMP) ## ruff, yamllint, ansible-lint (production profile)
 	$(BIN)/ruff check app tests bench scripts
 	$(BIN)/ruff format --check app tests bench scripts
+	$(MAKE) lint-frontend
 	$(BIN)/yamllint -s ansible roles inventories
 	PATH="$(abspath $(BIN)):$$PATH" ANSIBLE_CONFIG=ansible/ansible.cfg $(BIN)/ansible-lint  # profile: .ansible-lint
+
+.PHONY: lint-frontend api-client
+api-client: $(STAMP) $(NODE_STAMP) ## After an API change: regenerate the browser app's typed client
+	$(BIN)/python scripts/openapi_schema.py
+	cd frontend && npm run gen:api
+
+lint-frontend: $(STAMP) $(NODE_STAMP) $(E2E_STAMP) ## Biome, tsc, and the typed API client matches the API's schema
+	$(BIN)/python scripts/openapi_schema.py --check
+	cd frontend && npm run lint
+	cd tests/e2e && ../../frontend/node_modules/.bin/tsc -p .
 
 format: $(STAMP) ## Apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix app tests bench scripts

@@ -13,10 +13,12 @@ VENV=${VENV:-.venv}
 #   testssl.sh                                TLS scan of the test host (docs/BENCHMARKS.md)
 #   openssh-client rsync                      Ansible's transport
 #   openssl jq                                certificates in tests; the curl examples of the README and the demo
+#   chromium                                  the browser the frontend's Playwright tests drive (tests/e2e)
 APT_PACKAGES=(
   python3 python3-venv python3-dev build-essential git make curl ca-certificates
   mmdebstrap systemd-container zstd iproute2 nftables
   pebble testssl.sh openssh-client rsync openssl jq
+  chromium
 )
 
 missing=()

@@ -5,7 +5,7 @@
 
 The schema comes from the app factory itself, so no server, database or secret is needed
 (throwaway DATABASE_URL and SECRET_KEY satisfy the settings; nothing connects).
-`npm run gen:api` in frontend/ turns it into src/api/schema.d.ts.
+`make api-client` runs this and turns the schema into frontend/src/api/schema.d.ts.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def main() -> None:
     text = schema_text()
     if options.check:
         if not TARGET.exists() or TARGET.read_text() != text:
-            sys.exit(f"{TARGET.relative_to(ROOT)} is stale: run scripts/openapi_schema.py")
+            sys.exit(f"{TARGET.relative_to(ROOT)} is stale: run make api-client")
         return
     TARGET.write_text(text)
     print(f"wrote {TARGET.relative_to(ROOT)}")

@@ -4,6 +4,27 @@
  */
 
 export interface paths {
+    "/api/account": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get Account
+         * @description The plan, what was used this billing period (with percentages of the limits),
+         *     the storage used and when the message counter starts again.
+         */
+        get: operations["get_account_api_account_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/artifacts": {
         parameters: {
             query?: never;
@@ -16,7 +37,8 @@ export interface paths {
         put?: never;
         /**
          * Create Artifact
-         * @description From an assistant message (`message_id`), or made by the model on `request`.
+         * @description From an assistant message (`message_id`), or made by the model on `request`
+         *     (which counts as one message of the plan).
          */
         post: operations["create_artifact_api_artifacts_post"];
         delete?: never;
@@ -42,7 +64,8 @@ export interface paths {
         head?: never;
         /**
          * Edit Artifact
-         * @description Rename and/or change the content; new content becomes a new version.
+         * @description Rename and/or change the content; new content becomes a new version (up to the
+         *     plan's versions per artifact).
          */
         patch: operations["edit_artifact_api_artifacts__artifact_id__patch"];
         trace?: never;
@@ -78,7 +101,8 @@ export interface paths {
         put?: never;
         /**
          * Regenerate Artifact
-         * @description A new version written by the model from the same request and sources.
+         * @description A new version written by the model from the same request and sources (one
+         *     message of the plan; up to the plan's versions per artifact).
          */
         post: operations["regenerate_artifact_api_artifacts__artifact_id__regenerate_post"];
         delete?: never;
@@ -198,6 +222,174 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/billing/cancel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Cancel
+         * @description Cancel at the end of the paid period; the plan stays until then.
+         */
+        post: operations["cancel_api_billing_cancel_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/billing/change-plan": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Change Plan
+         * @description Upgrade or downgrade a paid subscription (Stripe prorates: an upgrade is invoiced
+         *     now, a downgrade is credited on the next invoice). Changing to the free plan cancels
+         *     at the end of the period. Existing projects and documents are kept after a
+         *     downgrade; only new ones are refused above the new limits.
+         */
+        post: operations["change_plan_api_billing_change_plan_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/billing/checkout-session": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Create Checkout Session
+         * @description A Stripe Checkout page for a subscription to `plan`: send the browser to `url`.
+         *
+         *     Stripe sends it back to PUBLIC_URL/checkout/success?session_id=... (the plan
+         *     changes when Stripe's webhook arrives, usually within seconds) or /checkout/cancel.
+         */
+        post: operations["create_checkout_session_api_billing_checkout_session_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/billing/invoices": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Invoices
+         * @description Billing history, newest first (the last 24 invoices).
+         */
+        get: operations["list_invoices_api_billing_invoices_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/billing/plans": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Plans
+         * @description Every plan with its price and limits (no login needed: the pricing page).
+         */
+        get: operations["list_plans_api_billing_plans_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/billing/portal-session": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Create Portal Session
+         * @description Stripe's customer portal (card, invoices, cancel): send the browser to `url`.
+         */
+        post: operations["create_portal_session_api_billing_portal_session_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/billing/subscription": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get Subscription
+         * @description The plan in force, its status and the renewal or cancellation date.
+         */
+        get: operations["get_subscription_api_billing_subscription_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/billing/webhook": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Webhook
+         * @description Stripe's events. Each event id is processed once (a redelivery answers 200 and
+         *     changes nothing); the subscription is read afresh from Stripe, so late or repeated
+         *     events cannot leave an older state behind.
+         */
+        post: operations["webhook_api_billing_webhook_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/chat": {
         parameters: {
             query?: never;
@@ -235,6 +427,23 @@ export interface paths {
          * @description Answer a question as a stream of Server-Sent Events (try it with `curl -N`).
          */
         post: operations["chat_stream_api_chat_stream_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/client-config": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Client Config */
+        get: operations["client_config_api_client_config_get"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -399,6 +608,7 @@ export interface paths {
          *
          *     A refused request stores nothing. A file whose content the project already has is
          *     not stored again: its existing document comes back with ``duplicate: true``.
+         *     The plan limits the documents, their total size and each file's size (402).
          */
         post: operations["upload_documents_api_projects__project_id__documents_post"];
         delete?: never;
@@ -443,7 +653,8 @@ export interface paths {
         put?: never;
         /**
          * Search Project
-         * @description Hybrid search (vector + full-text, reciprocal rank fusion) over the project's chunks.
+         * @description Hybrid search (vector + BM25 keyword ranking, reciprocal rank fusion) over the
+         *     project's chunks; ``mode`` shows one ranking alone.
          */
         post: operations["search_project_api_projects__project_id__search_post"];
         delete?: never;
@@ -473,6 +684,35 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** AccountRead */
+        AccountRead: {
+            /** Email */
+            email: string;
+            limits: components["schemas"]["PlanLimits"];
+            /**
+             * Reset At
+             * Format: date-time
+             * @description When the message counter starts again.
+             */
+            reset_at: string;
+            /** Storage Bytes */
+            storage_bytes: number;
+            subscription: components["schemas"]["SubscriptionRead"];
+            /** Upgrade Url */
+            upgrade_url: string;
+            usage: components["schemas"]["AccountUsage"];
+        };
+        /** AccountUsage */
+        AccountUsage: {
+            documents: components["schemas"]["UsageItem"];
+            /** Input Tokens */
+            input_tokens: number;
+            messages: components["schemas"]["UsageItem"];
+            /** Output Tokens */
+            output_tokens: number;
+            projects: components["schemas"]["UsageItem"];
+            storage_mb: components["schemas"]["UsageItem"];
+        };
         /**
          * ArtifactCreate
          * @description Either from an assistant message (`message_id`) or on request (`request`).
@@ -505,23 +745,24 @@ export interface components {
              */
             min_similarity?: number;
             /** Model */
-            model?: string | null;
+            model?: ("claude-sonnet-4-5" | "claude-haiku-4-5" | "claude-opus-4-1") | null;
             /**
              * Project Id
              * @description With `request`: project whose documents are used.
              */
             project_id?: string | null;
-            /**
-             * Request
-             * @description What to make, e.g. "draft a FAQ from these documents".
-             */
+            /** Request */
             request?: string | null;
             /**
              * Title
              * @description None: derived from the content/request.
              */
             title?: string | null;
-        };
+        } & ({
+            message_id: unknown;
+        } | {
+            request: unknown;
+        });
         /** ArtifactRead */
         ArtifactRead: {
             /**
@@ -595,6 +836,10 @@ export interface components {
             content?: string | null;
             /** Title */
             title?: string | null;
+        } | {
+            title: unknown;
+        } | {
+            content: unknown;
         };
         /** ArtifactVersionRead */
         ArtifactVersionRead: {
@@ -612,6 +857,15 @@ export interface components {
             origin: string;
             /** Version */
             version: number;
+        };
+        /** ChangePlanRequest */
+        ChangePlanRequest: {
+            /**
+             * Plan
+             * @description A plan's key: free, starter, pro or enterprise (see GET /billing/plans).
+             * @enum {string}
+             */
+            plan: "free" | "starter" | "pro" | "enterprise";
         };
         /** ChatError */
         ChatError: {
@@ -650,7 +904,7 @@ export interface components {
              * Model
              * @description Claude model, one of CHAT_ALLOWED_MODELS. None: CHAT_MODEL.
              */
-            model?: string | null;
+            model?: ("claude-sonnet-4-5" | "claude-haiku-4-5" | "claude-opus-4-1") | null;
             /**
              * Project Id
              * @description Project whose documents are searched. None: no retrieval.
@@ -702,6 +956,26 @@ export interface components {
             detail: string;
             /** Ok */
             ok: boolean;
+        };
+        /** CheckoutRequest */
+        CheckoutRequest: {
+            /**
+             * Plan
+             * @description A plan's key: free, starter, pro or enterprise (see GET /billing/plans).
+             * @enum {string}
+             */
+            plan: "free" | "starter" | "pro" | "enterprise";
+        };
+        /** ClientConfig */
+        ClientConfig: {
+            /** Environment */
+            environment: string;
+            /** Release */
+            release: string;
+            /** Sentry Dsn */
+            sentry_dsn: string | null;
+            /** Sentry Traces Sample Rate */
+            sentry_traces_sample_rate: number;
         };
         /** ConversationRead */
         ConversationRead: {
@@ -913,10 +1187,69 @@ export interface components {
              */
             updated_at: string;
         };
+        /** ErrorDetail */
+        ErrorDetail: {
+            /** Detail */
+            detail: unknown;
+        };
         /** HTTPValidationError */
         HTTPValidationError: {
             /** Detail */
             detail?: components["schemas"]["ValidationError"][];
+        };
+        /** InvoiceRead */
+        InvoiceRead: {
+            /**
+             * Amount Due
+             * @description In the currency's smallest unit (cents).
+             */
+            amount_due: number;
+            /** Amount Paid */
+            amount_paid: number;
+            /**
+             * Created
+             * Format: date-time
+             */
+            created: string;
+            /** Currency */
+            currency: string;
+            /** Hosted Invoice Url */
+            hosted_invoice_url: string | null;
+            /** Id */
+            id: string;
+            /** Invoice Pdf */
+            invoice_pdf: string | null;
+            /** Number */
+            number: string | null;
+            /** Period End */
+            period_end: string | null;
+            /** Period Start */
+            period_start: string | null;
+            /** Status */
+            status: string | null;
+        };
+        /**
+         * LimitExceededRead
+         * @description The 402 answer: which limit, how much is used, when it resets, where to upgrade.
+         */
+        LimitExceededRead: {
+            /** Detail */
+            detail: string;
+            /**
+             * Limit
+             * @description messages_per_month, projects, documents, storage_mb, max_upload_mb, artifact_versions or model
+             */
+            limit: string;
+            /** Limit Value */
+            limit_value: number | null;
+            /** Plan */
+            plan: string;
+            /** Reset At */
+            reset_at: string | null;
+            /** Upgrade Url */
+            upgrade_url: string;
+            /** Usage */
+            usage: number;
         };
         /** Liveness */
         Liveness: {
@@ -990,6 +1323,66 @@ export interface components {
              */
             status: string;
         };
+        /**
+         * PlanLimits
+         * @description What a plan allows; null means no limit.
+         */
+        PlanLimits: {
+            /**
+             * Artifact Versions
+             * @description Versions kept per artifact.
+             */
+            artifact_versions: number;
+            /** Documents */
+            documents: number | null;
+            /**
+             * Max Upload Mb
+             * @description Largest file accepted, in MiB.
+             */
+            max_upload_mb: number;
+            /**
+             * Messages Per Month
+             * @description Model calls per billing period: chat answers, artifacts written or regenerated by the model.
+             */
+            messages_per_month: number | null;
+            /**
+             * Models
+             * @description Chat models the plan may use.
+             */
+            models: string[];
+            /** Projects */
+            projects: number | null;
+            /** Storage Mb */
+            storage_mb: number | null;
+        };
+        /** PlanRead */
+        PlanRead: {
+            /**
+             * Contact Url
+             * @description Where to ask for it when it is not sold through checkout.
+             */
+            contact_url?: string | null;
+            /**
+             * Currency
+             * @default usd
+             */
+            currency?: string;
+            /** Key */
+            key: string;
+            limits: components["schemas"]["PlanLimits"];
+            /** Name */
+            name: string;
+            /**
+             * Price Cents
+             * @description Price per month in US cents (0: free).
+             */
+            price_cents: number;
+            /**
+             * Purchasable
+             * @description Whether checkout can sell it (a Stripe price is configured).
+             */
+            purchasable: boolean;
+        };
         /** ProjectCreate */
         ProjectCreate: {
             /**
@@ -1034,6 +1427,10 @@ export interface components {
             description?: string | null;
             /** Name */
             name?: string | null;
+        } | {
+            name: unknown;
+        } | {
+            description: unknown;
         };
         /** Readiness */
         Readiness: {
@@ -1046,6 +1443,16 @@ export interface components {
              * @enum {string}
              */
             status: "ready" | "not ready";
+        };
+        /**
+         * RedirectRead
+         * @description A Stripe page to send the browser to.
+         */
+        RedirectRead: {
+            /** Id */
+            id: string;
+            /** Url */
+            url: string;
         };
         /** RefreshRequest */
         RefreshRequest: {
@@ -1074,13 +1481,20 @@ export interface components {
              */
             min_similarity?: number;
             /**
+             * Mode
+             * @description 'hybrid': the vector and keyword (BM25) rankings fused, what the chat uses; 'vector' or 'keyword': one ranking alone, to see what each contributes.
+             * @default hybrid
+             * @enum {string}
+             */
+            mode?: "hybrid" | "vector" | "keyword";
+            /**
              * Query
              * @description The question or keywords.
              */
             query: string;
             /**
              * Top K
-             * @description Most chunks to return (1..SEARCH_MAX_TOP_K; default SEARCH_DEFAULT_TOP_K).
+             * @description Most chunks to return (default SEARCH_DEFAULT_TOP_K; more than SEARCH_MAX_TOP_K gives SEARCH_MAX_TOP_K).
              */
             top_k?: number | null;
         };
@@ -1119,7 +1533,7 @@ export interface components {
             rank: number;
             /**
              * Score
-             * @description Reciprocal-rank-fusion score the results are sorted by.
+             * @description Reciprocal-rank-fusion score (results are sorted by it, unless a reranker is configured: then by the reranker, and 'rank' gives the order).
              */
             score: number;
             /**
@@ -1131,12 +1545,12 @@ export interface components {
             text: string;
             /**
              * Text Rank
-             * @description Rank among full-text candidates.
+             * @description Rank in the keyword (BM25) list; null: no query term in the chunk or not among its candidates.
              */
             text_rank: number | null;
             /**
              * Vector Rank
-             * @description Rank among vector-search candidates.
+             * @description Rank in the vector (embedding similarity) list; null: not among its candidates.
              */
             vector_rank: number | null;
         };
@@ -1164,6 +1578,36 @@ export interface components {
             /** Text */
             text: string;
         };
+        /** SubscriptionRead */
+        SubscriptionRead: {
+            /** Cancel At Period End */
+            cancel_at_period_end: boolean;
+            /** Canceled At */
+            canceled_at?: string | null;
+            /**
+             * Current Period End
+             * Format: date-time
+             * @description Renewal (or end) date of the period.
+             */
+            current_period_end: string;
+            /**
+             * Current Period Start
+             * Format: date-time
+             */
+            current_period_start: string;
+            /**
+             * Plan
+             * @description The plan in force now.
+             */
+            plan: string;
+            /** Plan Name */
+            plan_name: string;
+            /**
+             * Status
+             * @description 'none' on the default plan, else Stripe's status: active, trialing, past_due (payment failed, Stripe retrying; the plan stays meanwhile), ...
+             */
+            status: string;
+        };
         /** TokenPair */
         TokenPair: {
             /** Access Token */
@@ -1181,6 +1625,18 @@ export interface components {
              * @constant
              */
             token_type?: "bearer";
+        };
+        /** UsageItem */
+        UsageItem: {
+            /** Limit */
+            limit: number | null;
+            /**
+             * Percent
+             * @description used / limit in percent; null without a limit.
+             */
+            percent: number | null;
+            /** Used */
+            used: number;
         };
         /** UserRead */
         UserRead: {
@@ -1214,6 +1670,19 @@ export interface components {
             /** Error Type */
             type: string;
         };
+        /** WebhookResult */
+        WebhookResult: {
+            /**
+             * Outcome
+             * @description processed, duplicate (already seen) or ignored
+             */
+            outcome: string;
+            /**
+             * Received
+             * @default true
+             */
+            received?: boolean;
+        };
     };
     responses: never;
     parameters: never;
@@ -1223,6 +1692,35 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    get_account_api_account_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AccountRead"];
+                };
+            };
+            /** @description No token, or an invalid or expired one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+        };
+    };
     list_artifacts_api_artifacts_get: {
         parameters: {
             query?: {
@@ -1241,6 +1739,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ArtifactSummary"][];
+                };
+            };
+            /** @description No token, or an invalid or expired one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
                 };
             };
             /** @description Validation Error */
@@ -1276,12 +1783,46 @@ export interface operations {
                     "application/json": components["schemas"]["ArtifactRead"];
                 };
             };
+            /** @description The body cannot be read (not UTF-8, broken multipart) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No token, or an invalid or expired one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+            /** @description A limit of the plan is reached */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LimitExceededRead"];
+                };
+            };
             /** @description Message, project or conversation not found */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description The body is over the size limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
             };
             /** @description Validation Error */
             422: {
@@ -1328,6 +1869,15 @@ export interface operations {
                     "application/json": components["schemas"]["ArtifactRead"];
                 };
             };
+            /** @description No token, or an invalid or expired one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
             /** @description Artifact not found */
             404: {
                 headers: {
@@ -1363,6 +1913,15 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description No token, or an invalid or expired one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
             };
             /** @description Artifact not found */
             404: {
@@ -1406,12 +1965,46 @@ export interface operations {
                     "application/json": components["schemas"]["ArtifactRead"];
                 };
             };
+            /** @description The body cannot be read (not UTF-8, broken multipart) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No token, or an invalid or expired one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+            /** @description A limit of the plan is reached */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LimitExceededRead"];
+                };
+            };
             /** @description Artifact not found */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description The body is over the size limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
             };
             /** @description Validation Error */
             422: {
@@ -1446,6 +2039,15 @@ export interface operations {
                     "text/markdown": unknown;
                 };
             };
+            /** @description No token, or an invalid or expired one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
             /** @description Artifact not found */
             404: {
                 headers: {
@@ -1467,7 +2069,7 @@ export interface operations {
     regenerate_artifact_api_artifacts__artifact_id__regenerate_post: {
         parameters: {
             query?: {
-                model?: string | null;
+                model?: ("claude-sonnet-4-5" | "claude-haiku-4-5" | "claude-opus-4-1") | null;
             };
             header?: never;
             path: {
@@ -1484,6 +2086,24 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ArtifactRead"];
+                };
+            };
+            /** @description No token, or an invalid or expired one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+            /** @description A limit of the plan is reached */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LimitExceededRead"];
                 };
             };
             /** @description Artifact not found */
@@ -1538,6 +2158,15 @@ export interface operations {
                     "application/json": components["schemas"]["ArtifactVersionRead"][];
                 };
             };
+            /** @description No token, or an invalid or expired one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
             /** @description Artifact not found */
             404: {
                 headers: {
@@ -1578,12 +2207,28 @@ export interface operations {
                     "application/json": components["schemas"]["TokenPair"];
                 };
             };
+            /** @description The body cannot be read (not UTF-8, broken multipart) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Bad login */
             401: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description The body is over the size limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
             };
             /** @description Validation Error */
             422: {
@@ -1616,6 +2261,29 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description The body cannot be read (not UTF-8, broken multipart) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Not a valid refresh token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The body is over the size limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
             /** @description Validation Error */
             422: {
                 headers: {
@@ -1645,6 +2313,15 @@ export interface operations {
                     "application/json": components["schemas"]["UserRead"];
                 };
             };
+            /** @description No token, or an invalid or expired one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
         };
     };
     refresh_api_auth_refresh_post: {
@@ -1669,12 +2346,28 @@ export interface operations {
                     "application/json": components["schemas"]["TokenPair"];
                 };
             };
+            /** @description The body cannot be read (not UTF-8, broken multipart) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Bad token */
             401: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description The body is over the size limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
             };
             /** @description Validation Error */
             422: {
@@ -1709,8 +2402,443 @@ export interface operations {
                     "application/json": components["schemas"]["UserRead"];
                 };
             };
+            /** @description The body cannot be read (not UTF-8, broken multipart) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description E-mail already registered */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The body is over the size limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    cancel_api_billing_cancel_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SubscriptionRead"];
+                };
+            };
+            /** @description No token, or an invalid or expired one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+            /** @description The card was declined; nothing changed */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No subscription to cancel */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Stripe rejected the request; nothing changed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Billing not configured, or Stripe unreachable (retry later) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    change_plan_api_billing_change_plan_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ChangePlanRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SubscriptionRead"];
+                };
+            };
+            /** @description The body cannot be read (not UTF-8, broken multipart) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No token, or an invalid or expired one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+            /** @description The card was declined; nothing changed */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Not possible in the current subscription state (see detail) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The body is over the size limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+            /** @description Unknown plan, or a plan not sold through checkout */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Stripe rejected the request; nothing changed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Billing not configured, or Stripe unreachable (retry later) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    create_checkout_session_api_billing_checkout_session_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CheckoutRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RedirectRead"];
+                };
+            };
+            /** @description The body cannot be read (not UTF-8, broken multipart) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No token, or an invalid or expired one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+            /** @description The card was declined; nothing changed */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Not possible in the current subscription state (see detail) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The body is over the size limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+            /** @description Unknown plan, or a plan not sold through checkout */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Stripe rejected the request; nothing changed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Billing not configured, or Stripe unreachable (retry later) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    list_invoices_api_billing_invoices_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InvoiceRead"][];
+                };
+            };
+            /** @description No token, or an invalid or expired one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+            /** @description The card was declined; nothing changed */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Stripe rejected the request; nothing changed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Billing not configured, or Stripe unreachable (retry later) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    list_plans_api_billing_plans_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PlanRead"][];
+                };
+            };
+        };
+    };
+    create_portal_session_api_billing_portal_session_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RedirectRead"];
+                };
+            };
+            /** @description No token, or an invalid or expired one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+            /** @description The card was declined; nothing changed */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No billing account yet */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Stripe rejected the request; nothing changed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Billing not configured, or Stripe unreachable (retry later) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    get_subscription_api_billing_subscription_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SubscriptionRead"];
+                };
+            };
+            /** @description No token, or an invalid or expired one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+        };
+    };
+    webhook_api_billing_webhook_post: {
+        parameters: {
+            query?: never;
+            header?: {
+                "stripe-signature"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookResult"];
+                };
+            };
+            /** @description Not signed by Stripe, signed too long ago, or not an event */
+            400: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1724,6 +2852,20 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["HTTPValidationError"];
                 };
+            };
+            /** @description Processing failed; Stripe delivers the event again later */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Billing or webhooks not configured */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
         };
     };
@@ -1740,13 +2882,44 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Successful Response */
+            /** @description The saved answer */
             200: {
                 headers: {
+                    /** @description Messages the plan allows this period ('unlimited') */
+                    "X-Usage-Limit"?: unknown;
+                    /** @description Messages left this period, this one counted */
+                    "X-Usage-Remaining"?: unknown;
+                    /** @description When the period ends and the counter starts again */
+                    "X-Usage-Reset"?: unknown;
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["ChatResponse"];
+                };
+            };
+            /** @description The body cannot be read (not UTF-8, broken multipart) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No token, or an invalid or expired one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+            /** @description A limit of the plan is reached */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LimitExceededRead"];
                 };
             };
             /** @description Project or conversation not found */
@@ -1755,6 +2928,15 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description The body is over the size limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
             };
             /** @description Empty or oversized message, value out of range, or unknown model */
             422: {
@@ -1781,11 +2963,42 @@ export interface operations {
             /** @description Server-Sent Events: conversation, sources, token…, usage, error, done */
             200: {
                 headers: {
+                    /** @description Messages the plan allows this period ('unlimited') */
+                    "X-Usage-Limit"?: unknown;
+                    /** @description Messages left this period, this one counted */
+                    "X-Usage-Remaining"?: unknown;
+                    /** @description When the period ends and the counter starts again */
+                    "X-Usage-Reset"?: unknown;
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": unknown;
                     "text/event-stream": unknown;
+                };
+            };
+            /** @description The body cannot be read (not UTF-8, broken multipart) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No token, or an invalid or expired one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+            /** @description A limit of the plan is reached */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LimitExceededRead"];
                 };
             };
             /** @description Project or conversation not found */
@@ -1794,6 +3007,15 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description The body is over the size limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
             };
             /** @description Empty or oversized message, value out of range, or unknown model */
             422: {
@@ -1804,11 +3026,32 @@ export interface operations {
             };
         };
     };
+    client_config_api_client_config_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ClientConfig"];
+                };
+            };
+        };
+    };
     list_conversations_api_conversations_get: {
         parameters: {
             query?: {
                 project_id?: string | null;
                 limit?: number;
+                /** @description Items to skip. */
                 offset?: number;
             };
             header?: never;
@@ -1824,6 +3067,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ConversationSummary"][];
+                };
+            };
+            /** @description No token, or an invalid or expired one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
                 };
             };
             /** @description Validation Error */
@@ -1859,6 +3111,15 @@ export interface operations {
                     "application/json": components["schemas"]["ConversationSearchHit"][];
                 };
             };
+            /** @description No token, or an invalid or expired one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
             /** @description Validation Error */
             422: {
                 headers: {
@@ -1888,6 +3149,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ConversationRead"];
+                };
+            };
+            /** @description No token, or an invalid or expired one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
                 };
             };
             /** @description Conversation not found */
@@ -1925,6 +3195,15 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description No token, or an invalid or expired one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
             };
             /** @description Conversation not found */
             404: {
@@ -1968,12 +3247,37 @@ export interface operations {
                     "application/json": components["schemas"]["ConversationSummary"];
                 };
             };
+            /** @description The body cannot be read (not UTF-8, broken multipart) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No token, or an invalid or expired one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
             /** @description Conversation not found */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description The body is over the size limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
             };
             /** @description Validation Error */
             422: {
@@ -2004,6 +3308,15 @@ export interface operations {
                 };
                 content: {
                     "text/markdown": unknown;
+                };
+            };
+            /** @description No token, or an invalid or expired one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
                 };
             };
             /** @description Conversation not found */
@@ -2062,6 +3375,15 @@ export interface operations {
                     "application/json": components["schemas"]["ProjectRead"][];
                 };
             };
+            /** @description No token, or an invalid or expired one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
         };
     };
     create_project_api_projects_post: {
@@ -2086,12 +3408,46 @@ export interface operations {
                     "application/json": components["schemas"]["ProjectRead"];
                 };
             };
+            /** @description The body cannot be read (not UTF-8, broken multipart) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No token, or an invalid or expired one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+            /** @description A limit of the plan is reached */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LimitExceededRead"];
+                };
+            };
             /** @description Name taken */
             409: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description The body is over the size limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
             };
             /** @description Validation Error */
             422: {
@@ -2122,6 +3478,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ProjectRead"];
+                };
+            };
+            /** @description No token, or an invalid or expired one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
                 };
             };
             /** @description Project not found */
@@ -2159,6 +3524,15 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description No token, or an invalid or expired one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
             };
             /** @description Project not found */
             404: {
@@ -2202,6 +3576,22 @@ export interface operations {
                     "application/json": components["schemas"]["ProjectRead"];
                 };
             };
+            /** @description The body cannot be read (not UTF-8, broken multipart) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No token, or an invalid or expired one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
             /** @description Project not found */
             404: {
                 headers: {
@@ -2215,6 +3605,15 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description The body is over the size limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
             };
             /** @description Validation Error */
             422: {
@@ -2245,6 +3644,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["DocumentRead"][];
+                };
+            };
+            /** @description No token, or an invalid or expired one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
                 };
             };
             /** @description Project or document not found */
@@ -2292,6 +3700,31 @@ export interface operations {
                     "application/json": components["schemas"]["DocumentUploadRead"][];
                 };
             };
+            /** @description The body cannot be read (not UTF-8, broken multipart) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No token, or an invalid or expired one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+            /** @description A limit of the plan is reached */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LimitExceededRead"];
+                };
+            };
             /** @description Project or document not found */
             404: {
                 headers: {
@@ -2327,6 +3760,13 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description The server's disk is nearly full (uploads paused for everybody) */
+            507: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
         };
     };
     get_document_api_projects__project_id__documents__document_id__get: {
@@ -2348,6 +3788,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["DocumentRead"];
+                };
+            };
+            /** @description No token, or an invalid or expired one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
                 };
             };
             /** @description Project or document not found */
@@ -2386,6 +3835,15 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description No token, or an invalid or expired one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
             };
             /** @description Project or document not found */
             404: {
@@ -2429,12 +3887,37 @@ export interface operations {
                     "application/json": components["schemas"]["SearchResponse"];
                 };
             };
+            /** @description The body cannot be read (not UTF-8, broken multipart) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No token, or an invalid or expired one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
             /** @description Project not found */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description The body is over the size limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
             };
             /** @description Validation Error */
             422: {
