@@ -5,15 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, Field
 
-from app.core.config import Settings
+from app.core.config import PlanName, Settings
 from app.core.plans import Plan
 from app.services.usage import PlanState
 
+# An enum in the schema, so an unknown plan is refused by it (the fuzzer's rule: what
+# the schema allows is accepted).
 PlanKeyField = Annotated[
-    str,
-    StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=32),
+    PlanName,
     Field(description="A plan's key: free, starter, pro or enterprise (see GET /billing/plans)."),
 ]
 
@@ -87,6 +88,14 @@ class InvoiceRead(BaseModel):
     period_end: datetime | None
     hosted_invoice_url: str | None
     invoice_pdf: str | None
+
+
+class BillingErrorRead(BaseModel):
+    """A Stripe failure: what happened, in words, and whether retrying makes sense."""
+
+    detail: str
+    kind: str = Field(description="card_declined, unavailable, rejected or config")
+    retryable: bool
 
 
 class WebhookResult(BaseModel):

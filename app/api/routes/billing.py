@@ -14,6 +14,7 @@ from fastapi import APIRouter, Header, Request
 from app.api.deps import CurrentUser, SessionDep, SettingsDep
 from app.core.plans import PLANS
 from app.schemas.billing import (
+    BillingErrorRead,
     ChangePlanRequest,
     CheckoutRequest,
     InvoiceRead,
@@ -28,10 +29,14 @@ from app.services import billing, usage
 
 router = APIRouter(prefix="/billing", tags=["billing"])
 
-_STRIPE_FAILED = {
-    402: {"description": "The card was declined; nothing changed"},
-    502: {"description": "Stripe rejected the request; nothing changed"},
-    503: {"description": "Billing not configured, or Stripe unreachable (retry later)"},
+_STRIPE_FAILED: dict[int | str, dict[str, object]] = {
+    402: {"model": BillingErrorRead, "description": "The card was declined; nothing changed"},
+    502: {"model": BillingErrorRead, "description": "Stripe rejected the request"},
+    503: {
+        "model": BillingErrorRead,
+        "description": "Stripe unreachable (retry later), or billing not configured "
+        "(then only `detail`)",
+    },
 }
 _PLAN_ERRORS = {
     409: {"description": "Not possible in the current subscription state (see detail)"},
@@ -99,7 +104,11 @@ async def change_plan(
     return subscription_read(await usage.plan_state(session, user.id, settings))
 
 
-@router.post("/cancel", response_model=SubscriptionRead, responses=_STRIPE_FAILED)
+@router.post(
+    "/cancel",
+    response_model=SubscriptionRead,
+    responses={409: {"description": "No subscription to cancel"}, **_STRIPE_FAILED},
+)
 async def cancel(user: CurrentUser, session: SessionDep, settings: SettingsDep) -> SubscriptionRead:
     """Cancel at the end of the paid period; the plan stays until then."""
     await billing.cancel_subscription(session, settings, user)

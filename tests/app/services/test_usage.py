@@ -127,7 +127,11 @@ def test_a_period_whose_renewal_has_not_arrived_rolls_forward():
         current_period_start=datetime(2026, 1, 31, tzinfo=UTC),
         current_period_end=datetime(2026, 2, 28, tzinfo=UTC),
     )
-    start, end = usage.current_period(subscription, now=datetime(2026, 3, 5, tzinfo=UTC))
+    start, end = usage.current_period(
+        subscription.current_period_start,
+        subscription.current_period_end,
+        now=datetime(2026, 3, 5, tzinfo=UTC),
+    )
     assert (start, end) == (datetime(2026, 2, 28, tzinfo=UTC), datetime(2026, 3, 28, tzinfo=UTC))
     assert usage.calendar_month(datetime(2026, 12, 15, tzinfo=UTC)) == (
         datetime(2026, 12, 1, tzinfo=UTC),
