@@ -2,10 +2,22 @@ import type { ReactNode } from "react";
 import { Navigate, Route, Routes, useLocation } from "react-router-dom";
 import { useAuth } from "./auth/AuthProvider";
 import { Layout } from "./components/Layout";
+import { UpgradePrompt } from "./components/UpgradePrompt";
+import { AccountPage } from "./pages/AccountPage";
 import { AuthPage } from "./pages/AuthPage";
 import { ChatPage } from "./pages/ChatPage";
+import { CheckoutResultPage } from "./pages/CheckoutResultPage";
+import { PricingPage } from "./pages/PricingPage";
 import { ProjectPage } from "./pages/ProjectPage";
 import { ProjectsPage } from "./pages/ProjectsPage";
+
+/** Pricing is public: with the app's layout when logged in, a plain header otherwise. */
+function Public({ children }: { children: ReactNode }) {
+  const { user, loading } = useAuth();
+  if (loading) return <p className="centered">Loading…</p>;
+  if (user) return <Layout>{children}</Layout>;
+  return <Layout anonymous>{children}</Layout>;
+}
 
 function RequireAuth({ children }: { children: ReactNode }) {
   const { user, loading } = useAuth();
@@ -20,35 +32,70 @@ function RequireAuth({ children }: { children: ReactNode }) {
 
 export function App() {
   return (
-    <Routes>
-      <Route path="/login" element={<AuthPage mode="login" />} />
-      <Route path="/register" element={<AuthPage mode="register" />} />
-      <Route
-        path="/projects"
-        element={
-          <RequireAuth>
-            <ProjectsPage />
-          </RequireAuth>
-        }
-      />
-      <Route
-        path="/projects/:projectId"
-        element={
-          <RequireAuth>
-            <ProjectPage />
-          </RequireAuth>
-        }
-      />
-      {/* One route for /chat and /chat/:id: a new conversation getting its id keeps the stream. */}
-      <Route
-        path="/chat/:conversationId?"
-        element={
-          <RequireAuth>
-            <ChatPage />
-          </RequireAuth>
-        }
-      />
-      <Route path="*" element={<Navigate to="/chat" replace />} />
-    </Routes>
+    <>
+      <UpgradePrompt />
+      <Routes>
+        <Route path="/login" element={<AuthPage mode="login" />} />
+        <Route path="/register" element={<AuthPage mode="register" />} />
+        <Route
+          path="/projects"
+          element={
+            <RequireAuth>
+              <ProjectsPage />
+            </RequireAuth>
+          }
+        />
+        <Route
+          path="/projects/:projectId"
+          element={
+            <RequireAuth>
+              <ProjectPage />
+            </RequireAuth>
+          }
+        />
+        {/* One route for /chat and /chat/:id: a new conversation getting its id keeps the stream. */}
+        <Route
+          path="/chat/:conversationId?"
+          element={
+            <RequireAuth>
+              <ChatPage />
+            </RequireAuth>
+          }
+        />
+        <Route
+          path="/pricing"
+          element={
+            <Public>
+              <PricingPage />
+            </Public>
+          }
+        />
+        <Route
+          path="/account"
+          element={
+            <RequireAuth>
+              <AccountPage />
+            </RequireAuth>
+          }
+        />
+        <Route
+          path="/checkout/success"
+          element={
+            <RequireAuth>
+              <CheckoutResultPage outcome="success" />
+            </RequireAuth>
+          }
+        />
+        <Route
+          path="/checkout/cancel"
+          element={
+            <RequireAuth>
+              <CheckoutResultPage outcome="cancel" />
+            </RequireAuth>
+          }
+        />
+        <Route path="*" element={<Navigate to="/chat" replace />} />
+      </Routes>
+    </>
   );
 }

@@ -49,6 +49,20 @@ export async function scriptModel(script: Record<string, unknown>): Promise<void
   expect(response.status).toBe(204);
 }
 
+/** Stripe's Checkout page, played by a small page whose "Pay" goes through stack.py
+ * (which completes the checkout at the stand-in, delivers the signed webhooks and
+ * redirects back to the app as Stripe does). */
+export async function standInCheckoutPage(page: Page): Promise<void> {
+  await page.route("**/checkout/pay/*", async (route) => {
+    const sessionId = new URL(route.request().url()).pathname.split("/").pop();
+    await route.fulfill({
+      contentType: "text/html",
+      body: `<!doctype html><html lang="en"><title>Checkout (Stripe stand-in)</title>
+        <main><h1>Stripe Checkout (stand-in)</h1><a href="${CONTROL}/pay/${sessionId}">Pay</a></main></html>`,
+    });
+  });
+}
+
 export const unique = () => `${Date.now()}-${Math.floor(Math.random() * 1e6)}`;
 
 export async function signUp(page: Page, email: string, password = "correct horse battery"): Promise<void> {

@@ -43,7 +43,7 @@ export default defineConfig({
       timeout: 120_000,
       reuseExistingServer: false,
       gracefulShutdown: { signal: "SIGTERM", timeout: 20_000 },
-      env: { E2E_API_PORT: apiPort },
+      env: { E2E_API_PORT: apiPort, E2E_WEB_PORT: webPort },
       stdout: "pipe",
     },
     {

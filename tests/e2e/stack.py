@@ -1,6 +1,7 @@
 """The real backend for the browser tests: embedded Postgres (pgvector), the migrated app
-on 127.0.0.1:$E2E_API_PORT, and the Anthropic stand-in streaming slowly enough that a person
-(and Playwright) sees tokens arrive one by one and can press Stop.
+on 127.0.0.1:$E2E_API_PORT, the Anthropic stand-in streaming slowly enough that a person
+(and Playwright) sees tokens arrive one by one and can press Stop, and the Stripe stand-in
+with a Starter and a Pro price.
 
 Playwright starts it (tests/e2e/playwright.config.ts, `webServer`) and stops it with SIGTERM;
 everything lives in a fresh temporary folder that is removed at the end.
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import urllib.request
 import warnings
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -24,21 +26,55 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from tests.fakes.anthropic_server import FakeAnthropicServer, Script  # noqa: E402
+from tests.fakes.stripe_server import FakeStripeServer, signed_event  # noqa: E402
 
 KNOWLEDGETREE = str(Path(sys.executable).parent / "knowledgetree")
 # Echo replies quote and cite every passage: word-sized tokens, one every 0.1 s.
 TOKEN_DELAY = float(os.environ.get("E2E_TOKEN_DELAY", "0.1"))
 
 
-def control_server(model: FakeAnthropicServer, port: int) -> ThreadingHTTPServer:
-    """POST /script with a JSON Script (e.g. {"failure": "midstream_error"}): how the model
-    stand-in answers the next request. The tests use it to make one answer fail."""
+WEBHOOK_SECRET = "whsec_e2e_stand_in"
+
+
+class Stripe:
+    """Does what Stripe's own Checkout page and webhooks would do, for the stand-in."""
+
+    def __init__(self, api_url: str) -> None:
+        self.server = FakeStripeServer().start()
+        self.webhook = f"{api_url}/api/billing/webhook"
+        self.delivered = 0
+
+    def pay(self, session_id: str) -> str:
+        """The customer paid: Stripe's events reach the app, signed. Returns success_url."""
+        self.server.complete_checkout(session_id)
+        for event in self.server.events[self.delivered :]:
+            body, headers = signed_event(event, WEBHOOK_SECRET)
+            request = urllib.request.Request(self.webhook, data=body, headers=headers)
+            with urllib.request.urlopen(request, timeout=10) as response:
+                assert response.status == 200, response.read()
+        self.delivered = len(self.server.events)
+        checkout = self.server.checkout_sessions[session_id]
+        return checkout["success_url"].replace("{CHECKOUT_SESSION_ID}", session_id)
+
+
+def control_server(model: FakeAnthropicServer, stripe: Stripe, port: int) -> ThreadingHTTPServer:
+    """The tests' switches:
+    POST /script with a JSON Script (e.g. {"failure": "midstream_error"}): how the model
+    stand-in answers the next request;
+    GET /pay/<checkout session id>: "Pay" on the stand-in's Checkout page, then back to
+    the app like Stripe redirects."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
             model.script(Script(**{"text": None, "token_delay": TOKEN_DELAY, **body}))
             self.send_response(204)
+            self.end_headers()
+
+        def do_GET(self) -> None:
+            session_id = self.path.removeprefix("/pay/")
+            self.send_response(303)
+            self.send_header("Location", stripe.pay(session_id))
             self.end_headers()
 
         def log_message(self, *_: object) -> None:
@@ -61,7 +97,8 @@ def main() -> None:
     model = FakeAnthropicServer()
     model.default = Script(text=None, first_token_delay=0.3, token_delay=TOKEN_DELAY)
     model.start()
-    control = control_server(model, int(os.environ.get("E2E_CONTROL_PORT", "8766")))
+    stripe = Stripe(f"http://127.0.0.1:{port}")
+    control = control_server(model, stripe, int(os.environ.get("E2E_CONTROL_PORT", "8766")))
     env = {
         **os.environ,
         "DATABASE_URL": postgres.get_uri("knowledgetree").replace(
@@ -74,6 +111,13 @@ def main() -> None:
         "ANTHROPIC_API_KEY": "sk-ant-e2e-stand-in",
         "ANTHROPIC_BASE_URL": model.base_url,
         "REGISTRATION_OPEN": "true",
+        # Stripe sends people back to the SPA (vite preview in the tests).
+        "PUBLIC_URL": f"http://127.0.0.1:{os.environ.get('E2E_WEB_PORT', '4180')}",
+        "STRIPE_SECRET_KEY": stripe.server.api_key,
+        "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "STRIPE_API_BASE": stripe.server.base_url,
+        "STRIPE_PRICE_STARTER": stripe.server.create_price(4900, "Starter"),
+        "STRIPE_PRICE_PRO": stripe.server.create_price(14900, "Pro"),
         "LOG_LEVEL": "WARNING",
     }
     server: subprocess.Popen[bytes] | None = None
@@ -97,6 +141,7 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 server.kill()
         control.shutdown()
+        stripe.server.stop()
         model.stop()
         postgres.cleanup()
         shutil.rmtree(data, ignore_errors=True)

@@ -64,3 +64,12 @@ export async function download(url: string, fallbackName: string): Promise<void>
   link.remove();
   setTimeout(() => URL.revokeObjectURL(link.href), 1000);
 }
+
+export type Plan = Schemas["PlanRead"];
+export type Subscription = Schemas["SubscriptionRead"];
+export type Account = Schemas["AccountRead"];
+export type Invoice = Schemas["InvoiceRead"];
+
+export function formatMoney(cents: number, currency = "usd"): string {
+  return new Intl.NumberFormat(undefined, { style: "currency", currency }).format(cents / 100);
+}

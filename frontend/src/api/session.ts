@@ -3,7 +3,8 @@
 // chat stream, uploads and downloads), so this is the one place that knows about tokens.
 import type { components } from "./schema";
 
-type TokenPair = components["schemas"]["TokenPair"];
+type Schemas = components["schemas"];
+type TokenPair = Schemas["TokenPair"];
 
 const KEY = "kt.session";
 type Stored = { access: string; refresh: string };
@@ -47,6 +48,25 @@ export function onSessionEnded(listener: Listener): () => void {
   return () => listeners.delete(listener);
 }
 
+export type LimitReached = Schemas["LimitExceededRead"];
+const limitListeners = new Set<(limit: LimitReached) => void>();
+
+/** A plan limit was reached somewhere (a 402 with `upgrade_url`): the app offers an upgrade. */
+export function onLimitReached(listener: (limit: LimitReached) => void): () => void {
+  limitListeners.add(listener);
+  return () => limitListeners.delete(listener);
+}
+
+async function reportLimit(response: Response): Promise<void> {
+  const body = await response
+    .clone()
+    .json()
+    .catch(() => null);
+  if (body && typeof body === "object" && "upgrade_url" in body) {
+    for (const listener of limitListeners) listener(body as LimitReached);
+  }
+}
+
 let refreshing: Promise<boolean> | null = null;
 
 /** Trade the refresh token for a new pair; concurrent callers share one request
@@ -78,13 +98,16 @@ function withToken(request: Request): Request {
 }
 
 /** fetch with the access token; on 401, refresh once and retry; if that fails the
- * session is over (listeners send the user to log in, then back). */
+ * session is over (listeners send the user to log in, then back). A 402 for a plan
+ * limit is announced to the upgrade prompt; the caller still gets the response. */
 export async function authFetch(input: RequestInfo | URL, init?: RequestInit): Promise<Response> {
   const request = new Request(input, init);
   const retry = request.clone();
-  const response = await fetch(withToken(request));
-  if (response.status !== 401 || !read()) return response;
-  if (await refresh()) return fetch(withToken(retry));
-  clearSession();
+  let response = await fetch(withToken(request));
+  if (response.status === 401 && read()) {
+    if (await refresh()) response = await fetch(withToken(retry));
+    else clearSession();
+  }
+  if (response.status === 402) await reportLimit(response);
   return response;
 }

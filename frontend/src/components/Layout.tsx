@@ -1,10 +1,16 @@
 import { type ReactNode, useState } from "react";
-import { NavLink } from "react-router-dom";
+import { Link, NavLink } from "react-router-dom";
 import { useAuth } from "../auth/AuthProvider";
 import { applyTheme, storedTheme, type ThemeChoice } from "../theme";
 import { Logo } from "./Logo";
 
-export function Layout({ children }: { children: ReactNode }) {
+export function Layout({
+  children,
+  anonymous = false,
+}: {
+  children: ReactNode;
+  anonymous?: boolean;
+}) {
   const { user, logout } = useAuth();
   const [theme, setTheme] = useState<ThemeChoice>(storedTheme);
   return (
@@ -17,8 +23,10 @@ export function Layout({ children }: { children: ReactNode }) {
           <Logo /> <span className="brand-name">KnowledgeTree</span>
         </span>
         <nav aria-label="Main">
-          <NavLink to="/chat">Chat</NavLink>
-          <NavLink to="/projects">Projects</NavLink>
+          {!anonymous && <NavLink to="/chat">Chat</NavLink>}
+          {!anonymous && <NavLink to="/projects">Projects</NavLink>}
+          <NavLink to="/pricing">Pricing</NavLink>
+          {!anonymous && <NavLink to="/account">Account</NavLink>}
         </nav>
         <div className="topbar-end">
           <label className="theme-select">
@@ -36,12 +44,23 @@ export function Layout({ children }: { children: ReactNode }) {
               <option value="dark">Dark</option>
             </select>
           </label>
-          <span className="user-email" title={user?.email}>
-            {user?.email}
-          </span>
-          <button type="button" className="ghost" onClick={() => void logout()}>
-            Log out
-          </button>
+          {anonymous ? (
+            <>
+              <Link to="/login">Log in</Link>
+              <Link className="button primary" to="/register">
+                Sign up
+              </Link>
+            </>
+          ) : (
+            <>
+              <span className="user-email" title={user?.email}>
+                {user?.email}
+              </span>
+              <button type="button" className="ghost" onClick={() => void logout()}>
+                Log out
+              </button>
+            </>
+          )}
         </div>
       </header>
       <main id="main">{children}</main>
