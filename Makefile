@@ -83,6 +83,7 @@ bench: $(STAMP) ## Run the app benchmarks; record the figures in docs/BENCHMARKS
 	$(BIN)/python bench/auth_timing.py
 	$(BIN)/python bench/chat_latency.py
 	$(BIN)/python bench/concurrent_streams.py
+	$(BIN)/python bench/quota_overhead.py
 
 provision: $(STAMP) ## Provision the hosts of INVENTORY (default inventories/production) and deploy
 	scripts/build_release.sh

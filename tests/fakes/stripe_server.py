@@ -11,7 +11,8 @@ through ``STRIPE_API_BASE``, as it would reach https://api.stripe.com.
 What it keeps: prices (made by the test, so no price id is hard-coded anywhere),
 customers, checkout sessions, subscriptions, invoices, billing portal sessions.
 What Stripe would do on its own pages and clock, a test does with a call:
-``complete_checkout`` (the customer paid on the Checkout page), ``end_period``
+``complete_checkout`` (the customer paid on the Checkout page), ``portal_change_price``
+(a plan change in the billing portal), ``end_period``
 (renewal, or the end of a subscription cancelled at period end) and
 ``fail_renewal`` (the card is declined at renewal). Each of these, and every change
 made through the API, appends the events Stripe would send to ``events``; a test
@@ -258,6 +259,14 @@ class FakeStripeServer:
                 invoice = self._new_invoice(subscription, amount)
                 self._emit("customer.subscription.updated", subscription)
                 self._emit("invoice.paid", invoice)
+            return copy.deepcopy(subscription)
+
+    def portal_change_price(self, subscription_id: str, price_id: str) -> dict[str, Any]:
+        """The customer switched plans in the billing portal (not through the app)."""
+        with self._lock:
+            subscription = self.subscriptions[subscription_id]
+            subscription["items"]["data"][0]["price"] = copy.deepcopy(self.prices[price_id])
+            self._emit("customer.subscription.updated", subscription)
             return copy.deepcopy(subscription)
 
     def fail_renewal(self, subscription_id: str) -> dict[str, Any]:
