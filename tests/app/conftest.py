@@ -42,8 +42,7 @@ import shutil
 import tempfile
 import uuid
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -55,13 +54,12 @@ from app.core import migrations
 from app.core.config import Settings, get_settings
 from app.core.db import dispose_engines, get_engine, get_sessionmaker
 from app.main import create_app
+from tests.app.utils.clients import app_client
+from tests.app.utils.users import TEST_PASSWORD, TEST_SECRET_KEY, TestUser, UserFactory
 
-# The chat tests' fixtures (Anthropic stand-in, chat apps, an indexed project) and the
-# billing tests' (Stripe stand-in, signed webhooks).
-pytest_plugins = ["tests.app.chat_fixtures", "tests.app.billing_fixtures"]
-
-TEST_SECRET_KEY = "test-secret-key-that-is-long-enough-0123456789"
-TEST_PASSWORD = "correct horse battery staple"
+# Fixtures by topic: the chat tests' (Anthropic stand-in, chat apps) and the billing
+# tests' (Stripe stand-in, signed webhooks).
+pytest_plugins = ["tests.app.fixtures.chat", "tests.app.fixtures.billing"]
 
 # Tests must not depend on a developer's .env file.
 Settings.model_config["env_file"] = None
@@ -165,10 +163,8 @@ def app(settings: Settings):
 
 @pytest.fixture
 async def client(app) -> AsyncIterator[httpx.AsyncClient]:
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-            yield c
+    async with app_client(app) as c:
+        yield c
 
 
 @pytest.fixture
@@ -177,23 +173,7 @@ async def db_session(settings: Settings) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-# --- users -------------------------------------------------------------------------------
-@dataclass
-class TestUser:
-    __test__ = False  # not a test class, despite the name
-
-    id: uuid.UUID
-    email: str
-    password: str
-    access_token: str
-    refresh_token: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.access_token}"}
-
-
-UserFactory = Callable[..., Awaitable[TestUser]]
+# --- users (TestUser: tests/app/utils/users.py) -------------------------------------------
 _user_numbers = itertools.count(1)
 
 

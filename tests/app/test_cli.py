@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from app.cli import cli
 from app.models.user import User
-from tests.app.conftest import TEST_PASSWORD
+from tests.app.utils.users import TEST_PASSWORD
 
 KNOWLEDGETREE = Path(sys.executable).parent / "knowledgetree"
 runner = CliRunner()

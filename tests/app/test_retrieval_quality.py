@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.app.api.routes.test_documents import make_project, upload, wait_until_done
+from tests.app.utils.documents import make_project, upload, wait_until_done
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -9,6 +9,7 @@ import pytest
 
 from app.core.config import Settings
 from app.main import create_app
+from tests.app.utils.clients import app_client
 
 LIMIT_KB = 16
 CHUNK = b"x" * 1024
@@ -17,10 +18,8 @@ CHUNK = b"x" * 1024
 @pytest.fixture
 async def small_limit_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(settings.model_copy(update={"max_request_body_kb": LIMIT_KB}))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-            yield c
+    async with app_client(app) as c:
+        yield c
 
 
 def _json_string_body(size: int) -> bytes:

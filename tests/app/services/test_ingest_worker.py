@@ -16,7 +16,7 @@ from app.models.document import Document, DocumentStatus
 from app.models.project import Project
 from app.models.user import User
 from app.services.ingestion.worker import IngestWorker, _lock_key
-from tests.app.fixtures import samples
+from tests.app.utils import samples
 
 
 async def _document_in_processing(

@@ -14,7 +14,7 @@ from app.services.parsing import (
     detect_type,
     parse_file,
 )
-from tests.app.fixtures import samples
+from tests.app.utils import samples
 
 
 @pytest.mark.parametrize(

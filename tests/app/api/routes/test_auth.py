@@ -11,7 +11,7 @@ from sqlalchemy import select, text
 from app.api.deps import CurrentAdmin
 from app.core.security import create_access_token, hash_password, verify_password
 from app.models.user import RefreshToken, User
-from tests.app.conftest import TEST_PASSWORD
+from tests.app.utils.users import TEST_PASSWORD
 
 REGISTER = "/api/auth/register"
 LOGIN = "/api/auth/login"

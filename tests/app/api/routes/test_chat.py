@@ -19,7 +19,7 @@ from app.schemas.chat import ChatRequest
 from app.services import chat as chat_service
 from app.services.llm.factory import get_chat_model
 from app.services.llm.offline import OFFLINE_LABEL
-from tests.app.chat_fixtures import index_project
+from tests.app.utils.indexed_project import index_project
 from tests.fakes.anthropic_server import FakeAnthropicServer, Script
 
 Events = list[tuple[str, dict]]

@@ -5,18 +5,9 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from app.api.sse import parse_sse
-from tests.app.chat_fixtures import index_project
+from tests.app.utils.chat import ask
+from tests.app.utils.indexed_project import index_project
 from tests.fakes.anthropic_server import Script
-
-
-async def ask(client, headers, message: str, **body) -> dict:
-    response = await client.post(
-        "/api/chat/stream", json={"message": message, **body}, headers=headers
-    )
-    assert response.status_code == 200, response.text
-    events = dict(parse_sse(response.text))
-    return {"conversation_id": events["conversation"]["conversation_id"], **events["done"]}
 
 
 async def test_list_newest_activity_first_with_titles(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.app.api.routes.test_documents import make_project, upload, wait_until_done
-from tests.app.fixtures import samples
+from tests.app.utils import samples
+from tests.app.utils.documents import make_project, upload, wait_until_done
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -1,0 +1,22 @@
+"""An HTTP client on an app, in-process, with the app's lifespan (start-up hooks) run."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import httpx
+from fastapi import FastAPI
+
+BASE_URL = "http://testserver"
+
+
+@contextlib.asynccontextmanager
+async def app_client(
+    app: FastAPI, *, timeout: float | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
+    options = {} if timeout is None else {"timeout": timeout}
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL, **options) as client:
+            yield client
