@@ -85,6 +85,18 @@ test("a new user signs up, uploads a PDF and chats with cited answers", async ({
     const row = page.getByRole("list", { name: "Documents" }).getByRole("listitem").filter({ hasText: "handbook.pdf" });
     await expect(row.getByText("ready")).toBeVisible({ timeout: 120_000 });
     await expect(row).toContainText("1 page");
+    // Drag and drop: a Markdown file dropped on the zone, then deleted (with confirmation).
+    const dropped = await page.evaluateHandle(() => {
+      const transfer = new DataTransfer();
+      transfer.items.add(new File(["# Notes\n\nThe barn closes at six."], "notes.md", { type: "text/markdown" }));
+      return transfer;
+    });
+    await page.getByRole("region", { name: "Upload documents" }).dispatchEvent("drop", { dataTransfer: dropped });
+    const notes = page.getByRole("list", { name: "Documents" }).getByRole("listitem").filter({ hasText: "notes.md" });
+    await expect(notes.getByText("ready")).toBeVisible({ timeout: 60_000 });
+    await notes.getByRole("button", { name: "Delete notes.md" }).click();
+    await page.getByRole("dialog", { name: "Delete document?" }).getByRole("button", { name: "Delete document" }).click();
+    await expect(notes).toHaveCount(0);
     await expectAccessible(page, "project page");
     await screenshot(page, "project");
   });

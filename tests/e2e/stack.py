@@ -108,6 +108,8 @@ def main() -> None:
         "ENVIRONMENT": "development",
         "DATA_DIR": str(data),
         "HF_HUB_OFFLINE": "1",
+        # The ONNX export of the query encoder is kept between runs (made again if deleted).
+        "MODEL_CACHE_DIR": str(ROOT / "tests" / "e2e" / "output" / "model-cache"),
         "ANTHROPIC_API_KEY": "sk-ant-e2e-stand-in",
         "ANTHROPIC_BASE_URL": model.base_url,
         "REGISTRATION_OPEN": "true",

@@ -101,7 +101,9 @@ function withToken(request: Request): Request {
  * session is over (listeners send the user to log in, then back). A 402 for a plan
  * limit is announced to the upgrade prompt; the caller still gets the response. */
 export async function authFetch(input: RequestInfo | URL, init?: RequestInit): Promise<Response> {
-  const request = new Request(input, init);
+  // Absolute URLs: the browser resolves "/api/…" itself, other runtimes (tests) do not.
+  const url = typeof input === "string" ? new URL(input, window.location.href) : input;
+  const request = new Request(url, init);
   const retry = request.clone();
   let response = await fetch(withToken(request));
   if (response.status === 401 && read()) {

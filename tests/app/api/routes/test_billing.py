@@ -130,7 +130,7 @@ async def test_checkout_refuses_unknown_unsellable_and_current_plans(
     assert stripe_fake.customers == {}  # nothing was made at Stripe for refused requests
 
     await subscribe(billing_client, stripe_fake, deliver, user)
-    response = await checkout("Starter")
+    response = await checkout("starter")
     assert response.status_code == 409
     assert response.json()["detail"] == "You are already on the Starter plan."
     response = await checkout("pro")
