@@ -76,7 +76,8 @@ async def _disk_full(_request: Request, error: Exception) -> JSONResponse:
 
 
 async def _not_configured(_request: Request, error: Exception) -> JSONResponse:
-    return _detail(status.HTTP_503_SERVICE_UNAVAILABLE, str(error))
+    # The same body as Stripe's failures: the routes document one 503 shape.
+    return _detail(status.HTTP_503_SERVICE_UNAVAILABLE, str(error), kind="config", retryable=False)
 
 
 async def _plan_not_available(_request: Request, error: Exception) -> JSONResponse:

@@ -4,29 +4,33 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from app.schemas.chat import ModelName
+from app.schemas.types import given, name, text, visible_text
 
 ArtifactKind = Literal["markdown", "code", "table"]
-Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Title = name(max_length=200)
+Request = visible_text(
+    max_length=8000, description='What to make, e.g. "draft a FAQ from these documents".'
+)
 MAX_CONTENT_CHARS = 200_000
+Content = text(max_length=MAX_CONTENT_CHARS)
 
 
 class ArtifactCreate(BaseModel):
     """Either from an assistant message (`message_id`) or on request (`request`)."""
+
+    model_config = ConfigDict(json_schema_extra=given("message_id", "request", exactly_one=True))
 
     title: Title | None = Field(default=None, description="None: derived from the content/request.")
     kind: ArtifactKind = "markdown"
     message_id: uuid.UUID | None = Field(
         default=None, description="Assistant message whose answer becomes the artifact."
     )
-    request: str | None = Field(
-        default=None,
-        min_length=1,
-        max_length=8000,
-        description='What to make, e.g. "draft a FAQ from these documents".',
-    )
+    request: Request | None = None
     project_id: uuid.UUID | None = Field(
         default=None, description="With `request`: project whose documents are used."
     )
@@ -35,11 +39,11 @@ class ArtifactCreate(BaseModel):
     )
     max_context_chunks: int = Field(default=8, ge=1, le=20)
     min_similarity: float = Field(default=0.2, ge=0, le=1)
-    model: str | None = None
+    model: ModelName | None = None
 
     @model_validator(mode="after")
     def _one_origin(self) -> ArtifactCreate:
-        if (self.message_id is None) == (self.request is None or not self.request.strip()):
+        if (self.message_id is None) == (self.request is None):
             raise ValueError("give exactly one of 'message_id' or 'request'")
         return self
 
@@ -47,8 +51,10 @@ class ArtifactCreate(BaseModel):
 class ArtifactUpdate(BaseModel):
     """An edit: new content makes a new version; a new title renames."""
 
+    model_config = ConfigDict(json_schema_extra=given("title", "content"))
+
     title: Title | None = None
-    content: str | None = Field(default=None, max_length=MAX_CONTENT_CHARS)
+    content: Content | None = None
 
     @model_validator(mode="after")
     def _something(self) -> ArtifactUpdate:

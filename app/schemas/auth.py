@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints
+
+from app.schemas.types import NO_NUL_PATTERN, text
 
 PASSWORD_MIN_LENGTH = 10
 PASSWORD_MAX_LENGTH = 256  # argon2 takes any length; the cap keeps hashing cost bounded
@@ -30,17 +32,17 @@ def _validate_email(value: str) -> str:
 
 Email = Annotated[
     str,
-    Field(max_length=320, json_schema_extra={"format": "email"}),
+    StringConstraints(pattern=NO_NUL_PATTERN, max_length=320),
+    Field(json_schema_extra={"format": "email"}),
     AfterValidator(_validate_email),
 ]
-NewPassword = Annotated[
-    str,
-    Field(
-        min_length=PASSWORD_MIN_LENGTH,
-        max_length=PASSWORD_MAX_LENGTH,
-        description=f"At least {PASSWORD_MIN_LENGTH} characters.",
-    ),
-]
+NewPassword = text(
+    min_length=PASSWORD_MIN_LENGTH,
+    max_length=PASSWORD_MAX_LENGTH,
+    description=f"At least {PASSWORD_MIN_LENGTH} characters.",
+)
+Password = text(min_length=1, max_length=PASSWORD_MAX_LENGTH)
+Token = text(min_length=1, max_length=4096)
 
 
 class RegisterRequest(BaseModel):
@@ -50,11 +52,11 @@ class RegisterRequest(BaseModel):
 
 class LoginRequest(BaseModel):
     email: Email
-    password: Annotated[str, Field(min_length=1, max_length=PASSWORD_MAX_LENGTH)]
+    password: Password
 
 
 class RefreshRequest(BaseModel):
-    refresh_token: Annotated[str, Field(min_length=1, max_length=4096)]
+    refresh_token: Token
 
 
 class LogoutRequest(RefreshRequest):

@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field
 
+from app.core.openapi import setting_enum
 from app.schemas.conversation import MessageRead
+from app.schemas.types import text, visible_text
 
 MAX_MESSAGE_CHARS = 8000
+Message = visible_text(
+    max_length=MAX_MESSAGE_CHARS, description="The question (1 to 8000 characters)."
+)
+ModelName = Annotated[
+    text(max_length=100), Field(json_schema_extra=setting_enum("chat_allowed_models"))
+]
 
 
 class ChatRequest(BaseModel):
-    message: str = Field(
-        min_length=1,
-        max_length=MAX_MESSAGE_CHARS,
-        description="The question (1 to 8000 characters).",
-    )
+    message: Message
     project_id: uuid.UUID | None = Field(
         default=None, description="Project whose documents are searched. None: no retrieval."
     )
@@ -31,17 +36,9 @@ class ChatRequest(BaseModel):
         default=0.2, ge=0, le=1, description="Passages less similar than this are left out."
     )
     temperature: float = Field(default=0.2, ge=0, le=1, description="Model temperature (0 to 1).")
-    model: str | None = Field(
+    model: ModelName | None = Field(
         default=None, description="Claude model, one of CHAT_ALLOWED_MODELS. None: CHAT_MODEL."
     )
-
-    @field_validator("message")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        # A message of only whitespace is empty for a person.
-        if not value.strip():
-            raise ValueError("message must not be blank")
-        return value
 
 
 class ChatError(BaseModel):

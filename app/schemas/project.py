@@ -6,10 +6,12 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-ProjectName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-ProjectDescription = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
+from app.schemas.types import given, name, text
+
+ProjectName = name(max_length=200)
+ProjectDescription = Annotated[text(max_length=2000), AfterValidator(str.strip)]
 
 
 class ProjectCreate(BaseModel):
@@ -19,6 +21,8 @@ class ProjectCreate(BaseModel):
 
 class ProjectUpdate(BaseModel):
     """Fields to change; at least one."""
+
+    model_config = ConfigDict(json_schema_extra=given("name", "description"))
 
     name: ProjectName | None = None
     description: ProjectDescription | None = None

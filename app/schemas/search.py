@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from pydantic import BaseModel, Field
 
-from pydantic import BaseModel, Field, StringConstraints
+from app.schemas.types import name
 
-SearchQuery = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)
-]
+SearchQuery = name(max_length=2000)
+# SEARCH_MAX_TOP_K can be at most this; larger asks are capped to the setting.
+TOP_K_LIMIT = 1000
 
 
 class SearchRequest(BaseModel):
@@ -17,7 +17,9 @@ class SearchRequest(BaseModel):
     top_k: int | None = Field(
         default=None,
         ge=1,
-        description="Most chunks to return (1..SEARCH_MAX_TOP_K; default SEARCH_DEFAULT_TOP_K).",
+        le=TOP_K_LIMIT,
+        description="Most chunks to return (default SEARCH_DEFAULT_TOP_K; more than "
+        "SEARCH_MAX_TOP_K gives SEARCH_MAX_TOP_K).",
     )
     min_similarity: float = Field(
         default=0.0,

@@ -17,6 +17,8 @@ from app.schemas.artifact import (
     ArtifactUpdate,
     ArtifactVersionRead,
 )
+from app.schemas.chat import ModelName
+from app.schemas.types import VersionNumber
 from app.services import artifacts as artifact_service
 from app.services import usage
 from app.services.chat import NotFound
@@ -167,7 +169,10 @@ async def list_versions(artifact: OwnedArtifact) -> list[ArtifactVersionRead]:
     responses={**_NOT_FOUND, **_MODEL_FAILED, **LIMIT_RESPONSES},
 )
 async def regenerate_artifact(
-    artifact: OwnedArtifact, session: SessionDep, settings: SettingsDep, model: str | None = None
+    artifact: OwnedArtifact,
+    session: SessionDep,
+    settings: SettingsDep,
+    model: ModelName | None = None,
 ) -> ArtifactRead:
     """A new version written by the model from the same request and sources (one
     message of the plan; up to the plan's versions per artifact)."""
@@ -193,7 +198,9 @@ async def regenerate_artifact(
     response_class=Response,
     responses={200: {"content": {"text/markdown": {}}}, **_NOT_FOUND},
 )
-async def export_artifact(artifact: OwnedArtifact, version: int | None = None) -> Response:
+async def export_artifact(
+    artifact: OwnedArtifact, version: VersionNumber | None = None
+) -> Response:
     """The artifact (current or a given version) as a Markdown file download."""
     if version is not None and not any(v.version == version for v in artifact.versions):
         raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail="Version not found")

@@ -52,7 +52,11 @@ async def refresh(body: RefreshRequest, session: SessionDep, settings: SettingsD
         raise unauthorized(str(error)) from None
 
 
-@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
+@router.post(
+    "/logout",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={401: {"description": "Not a valid refresh token"}},
+)
 async def logout(body: LogoutRequest, session: SessionDep, settings: SettingsDep) -> None:
     """Revoke the refresh token. The short-lived access token simply expires."""
     try:

@@ -15,6 +15,7 @@ from app.schemas.conversation import (
     ConversationSummary,
     ConversationUpdate,
 )
+from app.schemas.types import NO_NUL_PATTERN, Offset
 from app.services import conversations as conversation_service
 
 router = APIRouter(prefix="/conversations", tags=["conversations"])
@@ -42,7 +43,7 @@ async def list_conversations(
     session: SessionDep,
     project_id: uuid.UUID | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[Offset, Query()] = 0,
 ) -> list[ConversationSummary]:
     """Newest activity first, with title and last activity."""
     rows = await conversation_service.list_conversations(
@@ -55,7 +56,10 @@ async def list_conversations(
 async def search_conversations(
     user: CurrentUser,
     session: SessionDep,
-    q: Annotated[str, Query(min_length=1, max_length=200, description="Text to find")],
+    q: Annotated[
+        str,
+        Query(min_length=1, max_length=200, pattern=NO_NUL_PATTERN, description="Text to find"),
+    ],
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> list[ConversationSearchHit]:
     """Own conversations whose title or messages contain `q` (case-insensitive)."""

@@ -32,9 +32,11 @@ _MULTIPART_BODY = {
                 "schema": {
                     "type": "object",
                     "required": ["files"],
+                    "additionalProperties": False,
                     "properties": {
                         "files": {
                             "type": "array",
+                            "minItems": 1,
                             "items": {"type": "string", "format": "binary"},
                             "description": "PDF, DOCX, Markdown, HTML or plain-text files.",
                         }
