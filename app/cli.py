@@ -69,6 +69,10 @@ def serve(
         reload=reload,
         proxy_headers=True,  # behind nginx: trust X-Forwarded-* from 127.0.0.1
         log_level=settings.log_level.lower(),
+        # uvicorn's loggers go through the app's JSON handler (app.core.logging), whose
+        # access line names the route template; uvicorn's own would log raw query strings.
+        log_config=None,
+        access_log=False,
         timeout_graceful_shutdown=30,  # let open streams finish on a blue-green switch
     )
 

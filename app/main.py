@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from importlib.metadata import PackageNotFoundError, version
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
@@ -27,26 +26,20 @@ from fastapi.responses import JSONResponse
 
 from app.api import billing_errors
 from app.api.routes import API_ROUTERS, health
-from app.core import lifecycle, openapi
+from app.core import lifecycle
 from app.core.body_limit import BodyLimitMiddleware
 from app.core.config import Settings, get_settings
 from app.core.db import dispose_engines
-from app.core.logging import configure_logging
-from app.core.metrics import MetricsMiddleware, metrics_endpoint
+from app.core.logging import RequestContextMiddleware, configure_logging
 from app.core.readiness import READINESS_CHECKS
+from app.core.request_metrics import metrics_endpoint
+from app.core.sentry import app_release, init_sentry
 
 logger = logging.getLogger(__name__)
 
 API_PREFIX = "/api"
 # The one route that takes large bodies (multipart uploads, streamed to disk).
 UPLOAD_ROUTE = ("POST", f"{API_PREFIX}/projects/{{project_id}}/documents")
-
-
-def app_version() -> str:
-    try:
-        return version("knowledgetree")
-    except PackageNotFoundError:  # running from a source tree that is not installed
-        return "0+unknown"
 
 
 @contextlib.asynccontextmanager
@@ -71,30 +64,13 @@ async def _internal_error(request: Request, error: Exception) -> JSONResponse:
     )
 
 
-def _init_sentry(settings: Settings, release: str) -> None:
-    if not settings.sentry_dsn:
-        return
-    import sentry_sdk
-
-    sentry_sdk.init(
-        dsn=settings.sentry_dsn,
-        environment=settings.environment,
-        release=f"knowledgetree@{release}",
-        # Personal data stays home: the SDK's default (no send_default_pii) sends no
-        # user identity, IPs or cookies; local variables could hold document text or
-        # passwords, so they are left out as well.
-        include_local_variables=False,
-        traces_sample_rate=0.0,
-    )
-
-
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app. Without ``settings`` the process settings are loaded (and a
     missing or invalid variable raises ConfigurationError naming it)."""
     settings = settings or get_settings()
     configure_logging(settings.log_level)
-    release = app_version()
-    _init_sentry(settings, release)
+    release = app_release(settings)
+    init_sentry(settings)
 
     app = FastAPI(
         title="KnowledgeTree",
@@ -118,13 +94,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type"],
         )
 
-    app.add_middleware(MetricsMiddleware, api_prefix=API_PREFIX)
     # Added last, so it runs first: a body over the limit never reaches auth or parsing.
     app.add_middleware(
         BodyLimitMiddleware,
         default_limit=settings.max_request_body_bytes,
         large_routes={UPLOAD_ROUTE: settings.max_upload_request_bytes},
     )
+    # Outermost: every answer (a 413 too) carries the request id, is counted and logged.
+    app.add_middleware(RequestContextMiddleware, api_prefix=API_PREFIX)
 
     for router in API_ROUTERS:
         app.include_router(router, prefix=API_PREFIX)
@@ -132,7 +109,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # scrapes /metrics on the app port (nginx only exposes /api).
     app.include_router(health.router, include_in_schema=False)
     app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
-    openapi.install(app, settings)
     return app
 
 

@@ -14,6 +14,7 @@ person can act on (instead of a pydantic traceback).
 from __future__ import annotations
 
 import functools
+import ipaddress
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -109,14 +110,42 @@ class Settings(BaseSettings):
     sentry_dsn: str | None = Field(
         default=None, description="Sentry DSN for error reports; unset disables Sentry."
     )
+    sentry_traces_sample_rate: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="Share of requests whose performance trace is sent to Sentry (0 to 1). "
+        "Only used when SENTRY_DSN is set.",
+    )
+    sentry_frontend_dsn: str | None = Field(
+        default=None,
+        description="Sentry DSN of the browser app (a separate Sentry project), handed to the "
+        "SPA by GET /api/client-config. Unset: the browser reports nothing.",
+    )
+    release: str | None = Field(
+        default=None,
+        description="The deployed version, as shown in Sentry and /api/client-config. Unset: "
+        "the RELEASE file of the release folder the app runs from (written by "
+        "scripts/build_release.sh, e.g. '0.1.0-g1234abcd'), else the package version.",
+    )
+    metrics_allowed_networks: Annotated[
+        list[ipaddress.IPv4Network | ipaddress.IPv6Network], NoDecode
+    ] = Field(
+        default_factory=lambda: [
+            ipaddress.ip_network("127.0.0.0/8"),
+            ipaddress.ip_network("::1/128"),
+        ],
+        description="Networks allowed to read /metrics, comma-separated (default "
+        "'127.0.0.0/8,::1/128': Prometheus on the same host). Requests that came through "
+        "a proxy (X-Forwarded-For) are refused whatever their address.",
+    )
     max_request_body_kb: int = Field(
-        default=4096,
+        default=1024,
         ge=16,
         le=1024 * 1024,
         description="Largest request body in KiB, for every route but the upload route "
         "(which allows MAX_UPLOAD_MB x MAX_FILES_PER_UPLOAD). Checked before the body is "
-        "read, so a large body is refused (413) before authentication. The largest valid "
-        "JSON body, an artifact of 200,000 characters written as JSON escapes, is ~2.4 MB.",
+        "read, so a large body is refused (413) before authentication.",
     )
 
     # --- documents and ingestion ---------------------------------------------------------
@@ -331,7 +360,9 @@ class Settings(BaseSettings):
     )
 
     # --- validation ----------------------------------------------------------------------
-    @field_validator("cors_origins", "chat_allowed_models", mode="before")
+    @field_validator(
+        "cors_origins", "chat_allowed_models", "metrics_allowed_networks", mode="before"
+    )
     @classmethod
     def _split_comma_separated(cls, value: object) -> object:
         """Accept 'a,b' (what people write in .env files) as well as a JSON list."""

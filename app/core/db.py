@@ -45,6 +45,9 @@ def _create_engine(settings: Settings, *, pooled: bool = True) -> AsyncEngine:
         settings.database_url,
         # The server's application_name shows up in pg_stat_activity: handy in production.
         connect_args={"server_settings": {"application_name": "knowledgetree"}},
+        # Errors must not carry bound parameters (chunk text, e-mails, hashes) into
+        # logs or Sentry events.
+        hide_parameters=True,
         **options,
     )
 

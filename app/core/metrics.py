@@ -1,22 +1,24 @@
-"""Prometheus metrics: HTTP request counts and latencies, served at ``/metrics``.
+"""Prometheus metrics: every metric the app exports (``/metrics`` itself and the HTTP
+middleware are in ``app.core.request_metrics``; this module imports no web framework,
+so services use it freely).
 
-``/metrics`` is mounted at the root only, never under ``/api``: nginx proxies
-``/api`` to the world, while Prometheus scrapes the app port on the host itself.
+Label values always come from fixed sets: a route template
+(``/api/projects/{project_id}``, never the raw path), a method from
+``KNOWN_METHODS`` (anything else is ``other``), an error kind from the app's own
+classes. A label taken raw from a request would let anybody create series without
+end (``curl -X FOO$RANDOM``).
 
-Requests are labelled by route template (``/api/projects/{project_id}``), not by the
-raw path, so ids do not explode the number of series. Other parts of the app
-define their own metrics at module level with ``prometheus_client`` (default
-registry); they appear here automatically.
+The code that observes a metric imports its object from here; the metric names are
+what the alert rules in ``monitoring/`` and the dashboard use.
 """
 
 from __future__ import annotations
 
-import time
+from prometheus_client import Counter, Gauge, Histogram
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+# --- HTTP --------------------------------------------------------------------------------------
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER = "other"
 
 HTTP_REQUESTS = Counter(
     "knowledgetree_http_requests_total",
@@ -29,51 +31,129 @@ HTTP_REQUEST_SECONDS = Histogram(
     ["method", "route"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
 )
-UNMATCHED_ROUTE = "(unmatched)"
+
+# --- chat ----------------------------------------------------------------------------------------
+CHAT_FIRST_TOKEN_SECONDS = Histogram(
+    "knowledgetree_chat_first_token_seconds",
+    "Time from the start of a chat turn to its first token (model delay included).",
+    buckets=(0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30),
+)
+CHAT_TOKENS_STREAMED = Counter(
+    "knowledgetree_chat_tokens_streamed_total",
+    "Text pieces (token events) forwarded from the model to browsers.",
+)
+CHAT_OPEN_STREAMS = Gauge(
+    "knowledgetree_chat_open_streams",
+    "Chat answers being streamed right now (SSE responses open).",
+)
+RETRIEVAL_SECONDS = Histogram(
+    "knowledgetree_retrieval_seconds",
+    "Time to find the passages for a chat question (embedding wait + fused search).",
+    buckets=(0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1),
+)
+# The kinds of app.services.llm.base's LLMError classes, plus "internal" (a bug).
+LLM_ERROR_KINDS = frozenset(
+    {
+        "model_error",
+        "rate_limited",
+        "overloaded",
+        "unavailable",
+        "timeout",
+        "stream_interrupted",
+        "rejected",
+        "internal",
+    }
+)
+LLM_ERRORS = Counter(
+    "knowledgetree_llm_errors_total",
+    "Chat turns that ended with an error, by kind (rate_limited, overloaded, ...).",
+    ["kind"],
+)
+
+# --- ingestion -----------------------------------------------------------------------------------
+INGEST_QUEUE_LENGTH = Gauge(
+    "knowledgetree_ingest_queue_length",
+    "Documents waiting to be processed (status queued), as last seen by the worker.",
+)
+INGEST_DOCUMENTS = Counter(
+    "knowledgetree_ingest_documents_total",
+    "Documents the worker finished, by outcome (ready or failed).",
+    ["status"],
+)
+INGEST_WORKER_ERRORS = Counter(
+    "knowledgetree_ingest_worker_errors_total",
+    "Errors that stopped an ingestion lane (database gone, model missing ...).",
+)
+
+# --- billing -------------------------------------------------------------------------------------
+# Stripe event types the app knows; others are counted as "other".
+WEBHOOK_EVENT_TYPES = frozenset(
+    {
+        "checkout.session.completed",
+        "customer.subscription.created",
+        "customer.subscription.updated",
+        "customer.subscription.deleted",
+        "invoice.paid",
+        "invoice.payment_succeeded",
+        "invoice.payment_failed",
+    }
+)
+WEBHOOK_RESULTS = frozenset({"processed", "ignored", "duplicate", "invalid", "error"})
+WEBHOOK_EVENTS = Counter(
+    "knowledgetree_webhook_events_total",
+    "Stripe webhook events received, by event type and result "
+    "(processed, ignored, duplicate, invalid, error).",
+    ["type", "result"],
+)
+QUOTA_LIMITS = frozenset({"messages", "tokens", "documents", "storage", "projects", "model"})
+QUOTA_REJECTIONS = Counter(
+    "knowledgetree_quota_rejections_total",
+    "Requests refused because a plan limit was reached (402), by limit.",
+    ["limit"],
+)
 
 
-class MetricsMiddleware:
-    """Pure ASGI middleware (no buffering, so SSE streams pass through untouched)."""
-
-    def __init__(self, app: ASGIApp, api_prefix: str = "/api") -> None:
-        self.app = app
-        self.api_prefix = api_prefix
-
-    def _route_template(self, scope: Scope) -> str:
-        route = scope.get("route")
-        template = getattr(route, "path", None)
-        if not template:
-            return UNMATCHED_ROUTE
-        # FastAPI keeps the route's own path; the prefix given to include_router is
-        # not part of it, so put the /api prefix back for routes served under it.
-        path: str = scope["path"]
-        if path.startswith(self.api_prefix + "/") and not template.startswith(
-            self.api_prefix + "/"
-        ):
-            template = self.api_prefix + template
-        return template
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500  # if the app dies before sending a response
-
-        async def send_with_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_status)
-        finally:
-            template = self._route_template(scope)
-            method = scope["method"]
-            HTTP_REQUESTS.labels(method, template, str(status)).inc()
-            HTTP_REQUEST_SECONDS.labels(method, template).observe(time.perf_counter() - started)
+INGEST_OUTCOMES = frozenset({"ready", "failed"})
 
 
-async def metrics_endpoint(_request: Request) -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+def bounded(value: str, allowed: frozenset[str]) -> str:
+    """``value`` if it is one of ``allowed``, else ``other``: the guard for every label."""
+    return value if value in allowed else OTHER
+
+
+def observe_http(method: str, route: str, status: int, seconds: float) -> None:
+    """One answered request; ``route`` is a template (or ``(unmatched)``)."""
+    method = bounded(method, KNOWN_METHODS)
+    HTTP_REQUESTS.labels(method, route, str(status)).inc()
+    HTTP_REQUEST_SECONDS.labels(method, route).observe(seconds)
+
+
+def count_webhook_event(event_type: str, result: str) -> None:
+    WEBHOOK_EVENTS.labels(
+        bounded(event_type, WEBHOOK_EVENT_TYPES), bounded(result, WEBHOOK_RESULTS)
+    ).inc()
+
+
+def count_quota_rejection(limit: str) -> None:
+    QUOTA_REJECTIONS.labels(bounded(limit, QUOTA_LIMITS)).inc()
+
+
+def count_llm_error(kind: str) -> None:
+    LLM_ERRORS.labels(bounded(kind, LLM_ERROR_KINDS)).inc()
+
+
+def _declare_series() -> None:
+    """Every label value at 0 from the start: alerts and rate() see a series before its
+    first event, and an absent series means "not exported", never "zero so far"."""
+    for kind in LLM_ERROR_KINDS | {OTHER}:
+        LLM_ERRORS.labels(kind)
+    for outcome in INGEST_OUTCOMES:
+        INGEST_DOCUMENTS.labels(outcome)
+    for event_type in WEBHOOK_EVENT_TYPES | {OTHER}:
+        for result in WEBHOOK_RESULTS | {OTHER}:
+            WEBHOOK_EVENTS.labels(event_type, result)
+    for limit in QUOTA_LIMITS | {OTHER}:
+        QUOTA_REJECTIONS.labels(limit)
+
+
+_declare_series()

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable
@@ -36,6 +37,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.core import metrics
 from app.core.config import Settings
 from app.models.conversation import Conversation, Message
 from app.models.project import Project
@@ -176,6 +178,7 @@ async def find_passages(
     """
     if project_id is None or not request.use_rag:
         return [], False
+    started = time.perf_counter()
     if query_vector is None:
         hits = await retrieval.search(
             session,
@@ -195,6 +198,7 @@ async def find_passages(
             min_similarity=request.min_similarity,
             settings=settings,
         )
+    metrics.RETRIEVAL_SECONDS.observe(time.perf_counter() - started)
     return [Passage.from_hit(i, hit) for i, hit in enumerate(hits, start=1)], True
 
 
@@ -219,6 +223,7 @@ class ChatTurn:
         self.project_id = conversation.project_id
         self.title = conversation.title
         self.request = request
+        self.started = time.perf_counter()  # for the time-to-first-token metric
         self.query_vector = query_vector  # the question's embedding, if already under way
         self.quota = quota  # the message counted against the plan for this turn
         self.model_name = request.model or settings.chat_model
@@ -269,6 +274,7 @@ class ChatTurn:
                 raise
             except Exception:
                 logger.exception("chat turn failed in conversation %s", self.conversation_id)
+                metrics.count_llm_error("internal")
                 self.result.error = LLMError(INTERNAL_ERROR)
                 await self._save_answer(parts, error_message=INTERNAL_ERROR)
                 await emit(
@@ -325,11 +331,15 @@ class ChatTurn:
         try:
             async for event in self.model.stream(model_request):
                 if isinstance(event, TextDelta):
+                    if not parts:
+                        metrics.CHAT_FIRST_TOKEN_SECONDS.observe(time.perf_counter() - self.started)
+                    metrics.CHAT_TOKENS_STREAMED.inc()
                     parts.append(event.text)
                     await emit("token", {"text": event.text})
                 else:
                     usage = event
         except LLMError as exc:
+            metrics.count_llm_error(exc.kind)
             error = exc
         self.result.usage = usage
         self.result.error = error
@@ -449,10 +459,12 @@ async def stream_turn(turn: ChatTurn) -> AsyncGenerator[ChatEvent, None]:
     _running.add(task)
     task.add_done_callback(_running.discard)
     task.add_done_callback(lambda _: queue.put_nowait(None))
+    metrics.CHAT_OPEN_STREAMS.inc()
     try:
         while (item := await queue.get()) is not None:
             yield item
     finally:
+        metrics.CHAT_OPEN_STREAMS.dec()
         if not task.done():
             task.cancel()
 

@@ -11,6 +11,7 @@ from app.api.routes import (
     auth,
     billing,
     chat,
+    client_config,
     conversations,
     documents,
     health,
@@ -20,6 +21,7 @@ from app.api.routes import (
 
 API_ROUTERS: list[APIRouter] = [
     health.router,
+    client_config.router,
     auth.router,
     projects.router,
     documents.router,

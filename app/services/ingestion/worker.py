@@ -13,9 +13,10 @@ import logging
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
 
+from app.core import metrics
 from app.core.config import Settings
 from app.models.document import Document, DocumentStatus
 from app.services import embeddings
@@ -90,7 +91,9 @@ class IngestWorker:
             loaded = await asyncio.to_thread(embeddings.load_model, self.settings)
             # PGVectorStore wants a sync engine too; we only use its async path, so this
             # one never opens a connection unless something calls the sync API.
-            self._sync_engine = create_engine(sync_database_url(self.settings), poolclass=NullPool)
+            self._sync_engine = create_engine(
+                sync_database_url(self.settings), poolclass=NullPool, hide_parameters=True
+            )
             store = make_vector_store(
                 self.settings, loaded.dimension, self._sync_engine, self.engine
             )
@@ -129,6 +132,7 @@ class IngestWorker:
                         break
                     processed += 1
             except Exception:
+                metrics.INGEST_WORKER_ERRORS.inc()
                 logger.exception("ingest worker error; retrying in %s s", POLL_SECONDS)
             return processed
 
@@ -159,7 +163,11 @@ class IngestWorker:
         self, document_id: uuid.UUID, on_progress: ProgressCallback | None = None
     ) -> DocumentStatus:
         context = await self._ensure_context()
-        return await process_document(context, document_id, on_progress)
+        status = await process_document(context, document_id, on_progress)
+        metrics.INGEST_DOCUMENTS.labels(
+            metrics.bounded(status.value, metrics.INGEST_OUTCOMES)
+        ).inc()
+        return status
 
     async def _claim(
         self, lock_connection: AsyncConnection, only: Sequence[uuid.UUID] | None
@@ -175,6 +183,12 @@ class IngestWorker:
             if only is not None:
                 query = query.where(Document.id.in_(list(only)))
             document_id = await session.scalar(query)
+            metrics.INGEST_QUEUE_LENGTH.set(
+                await session.scalar(
+                    select(func.count()).where(Document.status == DocumentStatus.QUEUED)
+                )
+                or 0
+            )
             if document_id is None:
                 return None
             locked = await lock_connection.scalar(
