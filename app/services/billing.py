@@ -23,6 +23,7 @@ from typing import Any
 
 import stripe
 from sqlalchemy import select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings
@@ -43,6 +44,9 @@ HANDLED_EVENTS = frozenset(
         "invoice.payment_failed",
     }
 )
+
+# A transaction-scoped lock per Stripe subscription id (see lock_subscription).
+_LOCK_SUBSCRIPTION = text("SELECT pg_advisory_xact_lock(hashtext(:id))")
 
 
 # --- errors ----------------------------------------------------------------------------------
@@ -242,12 +246,20 @@ async def create_portal_session(
     return RedirectSession(id=portal["id"], url=portal["url"])
 
 
+async def lock_subscription(session: AsyncSession, subscription_id: str) -> None:
+    """Serialise everything that reads a subscription from Stripe and writes it here, until
+    the transaction ends: whoever reads later also writes later, so the copy ends up with
+    Stripe's latest state even when two webhooks (or a webhook and a plan change) race."""
+    await session.execute(_LOCK_SUBSCRIPTION, {"id": subscription_id})
+
+
 async def _live_subscription_or_conflict(
     session: AsyncSession, user: User, action: str
 ) -> Subscription:
     subscription = await usage.live_subscription(session, user.id)
     if subscription is None:
         raise BillingConflict(f"You have no paid subscription to {action}.")
+    await lock_subscription(session, subscription.id)
     return subscription
 
 
@@ -411,8 +423,12 @@ async def _store_subscription(
     else:
         for name, value in values.items():
             setattr(subscription, name, value)
-    if remote.get("customer") and await session.get(BillingCustomer, owner) is None:
-        session.add(BillingCustomer(user_id=owner, stripe_customer_id=remote["customer"]))
+    if remote.get("customer"):
+        await session.execute(
+            pg_insert(BillingCustomer)
+            .values(user_id=owner, stripe_customer_id=remote["customer"])
+            .on_conflict_do_nothing()
+        )
     await session.commit()
     return subscription
 
@@ -497,6 +513,7 @@ async def handle_event(session: AsyncSession, settings: Settings, event: dict[st
             user_hint = None
     if event_type == "invoice.payment_failed":
         logger.warning("payment failed for subscription %s (event %s)", subscription_id, event_id)
+    await lock_subscription(session, subscription_id)
     try:
         remote = await _call(
             stripe_client(settings).v1.subscriptions.retrieve_async(subscription_id)

@@ -7,15 +7,16 @@ learns it from webhook events signed with Stripe's real scheme.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
-import httpx
 import stripe
 from sqlalchemy import func, select
 
 from app.main import create_app
 from app.models.billing import BillingCustomer, StripeEvent, Subscription
+from tests.app.utils.clients import app_client
 from tests.fakes.stripe_server import signed_event
 
 BILLING = "/api/billing"
@@ -179,9 +180,7 @@ async def test_a_retried_stripe_call_succeeds(billing_settings, stripe_fake, use
     retrying = create_app(billing_settings.model_copy(update={"stripe_max_network_retries": 1}))
     user = await user_factory()
     stripe_fake.fail_next("server_error", path="/v1/customers")
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=retrying), base_url="http://testserver"
-    ) as client:
+    async with app_client(retrying) as client:
         response = await client.post(
             f"{BILLING}/checkout-session", json={"plan": "pro"}, headers=user.headers
         )
@@ -351,9 +350,7 @@ async def test_webhooks_without_a_secret_configured_are_refused(
 ):
     app = create_app(billing_settings.model_copy(update={"stripe_webhook_secret": None}))
     body, headers = signed_event({"id": "evt_1", "type": "invoice.paid"}, "whsec_any")
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
-    ) as client:
+    async with app_client(app) as client:
         response = await client.post(f"{BILLING}/webhook", content=body, headers=headers)
     assert response.status_code == 503
 
@@ -400,6 +397,20 @@ async def test_events_out_of_order_and_twice_converge_to_stripes_state(
     assert (await deliver(stale_copy)).json()["outcome"] == "processed"
     state = await current(billing_client, user)
     assert state["plan"] == "free" and state["status"] == "none"
+
+
+async def test_concurrent_deliveries_end_in_stripes_state(
+    billing_client, stripe_fake, deliver, user_factory, billing_settings
+):
+    user = await user_factory()
+    response = await billing_client.post(
+        f"{BILLING}/checkout-session", json={"plan": "starter"}, headers=user.headers
+    )
+    subscription_id = stripe_fake.complete_checkout(response.json()["id"])["id"]
+    stripe_fake.portal_change_price(subscription_id, billing_settings.stripe_price_pro)
+    responses = await asyncio.gather(*(deliver(event) for event in stripe_fake.events * 2))
+    assert sorted(r.json()["outcome"] for r in responses) == ["duplicate"] * 4 + ["processed"] * 4
+    assert (await current(billing_client, user))["plan"] == "pro"
 
 
 async def test_a_webhook_that_cannot_reach_stripe_is_retried_later(

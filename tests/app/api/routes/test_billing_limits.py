@@ -13,6 +13,7 @@ from sqlalchemy import select
 from app.main import create_app
 from app.models.billing import UsageCounter
 from app.services.usage import calendar_month
+from tests.app.utils.clients import app_client
 from tests.fakes.anthropic_server import Script
 
 CHAT = "/api/chat"
@@ -182,9 +183,7 @@ async def test_project_limit_and_upload_limits(billing_client, user_factory, bil
 async def test_a_nearly_full_disk_refuses_uploads_with_507(user_factory, billing_settings):
     app = create_app(billing_settings.model_copy(update={"min_free_disk_mb": 10**12}))
     user = await user_factory()
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
-    ) as client:
+    async with app_client(app) as client:
         project = (
             await client.post("/api/projects", json={"name": "Docs"}, headers=user.headers)
         ).json()
