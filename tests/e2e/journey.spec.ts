@@ -38,6 +38,9 @@ async function recordAnswerGrowth(page: Page): Promise<() => Promise<{ length: n
   return () => page.evaluate(() => (window as unknown as { growth: { length: number; at: number }[] }).growth);
 }
 
+const distanceFromBottom = (page: Page) =>
+  page.getByRole("log", { name: "Messages" }).evaluate((el) => el.scrollHeight - el.scrollTop - el.clientHeight);
+
 async function ask(page: Page, question: string): Promise<void> {
   const box = page.getByLabel("Your question");
   await box.fill(question);
@@ -45,7 +48,8 @@ async function ask(page: Page, question: string): Promise<void> {
 }
 
 test("a new user signs up, uploads a PDF and chats with cited answers", async ({ page }) => {
-  const email = `e2e-${unique()}@example.test`;
+  // Every run has a fresh database (stack.py): plain names make readable screenshots.
+  const email = "ann@larchvalley.test";
 
   await test.step("sign up (from the login page)", async () => {
     await page.goto("/");
@@ -59,7 +63,7 @@ test("a new user signs up, uploads a PDF and chats with cited answers", async ({
     await expect(page.getByText(email)).toBeVisible();
   });
 
-  const projectName = `Orchard ${unique()}`;
+  const projectName = "Larch Valley Orchard";
   await test.step("create and rename a project", async () => {
     await page.getByRole("link", { name: "Projects" }).click();
     await page.getByLabel("Name").fill("Draft name");
@@ -132,6 +136,15 @@ test("a new user signs up, uploads a PDF and chats with cited answers", async ({
     await ask(page, "What are the rules for visitors?");
     const answer = page.getByRole("article", { name: "Answer" }).last();
     await expect(answer).toContainText("barn office", { timeout: 20_000 });
+    // Auto-scroll follows the answer, and stops while the reader scrolls up.
+    await page.setViewportSize({ width: 1440, height: 560 });
+    const log = page.getByRole("log", { name: "Messages" });
+    expect(await log.evaluate((el) => el.scrollHeight - el.clientHeight)).toBeGreaterThan(100);
+    await expect.poll(() => distanceFromBottom(page)).toBeLessThan(48);
+    await page.getByRole("log", { name: "Messages" }).evaluate((el) => el.scrollTo(0, 0));
+    await page.waitForTimeout(800); // several tokens arrive meanwhile
+    expect(await page.getByRole("log", { name: "Messages" }).evaluate((el) => el.scrollTop)).toBe(0);
+    await page.setViewportSize({ width: 1440, height: 900 });
     await page.getByRole("button", { name: "Stop" }).click();
     await expect(page.getByRole("button", { name: "Send" })).toBeVisible();
     await expect(answer.getByRole("note")).toContainText("Incomplete answer");
@@ -157,6 +170,7 @@ test("a new user signs up, uploads a PDF and chats with cited answers", async ({
     await page.reload();
     await expect(page).toHaveURL(url);
     await expect(page.getByRole("article", { name: "Question" })).toHaveCount(4);
+    await expect.poll(() => distanceFromBottom(page)).toBeLessThan(48); // opens at the newest
     await expect(page.getByRole("article", { name: "Answer" }).nth(1).getByRole("note")).toContainText("Incomplete answer");
     await page.getByRole("article", { name: "Answer" }).first().getByRole("button", { name: "Source 1" }).first().click();
     await expect(page.getByRole("list", { name: "Sources" }).locator(".source.selected")).toBeVisible();

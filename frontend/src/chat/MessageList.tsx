@@ -1,4 +1,4 @@
-import { type ReactNode, useEffect, useLayoutEffect, useRef } from "react";
+import { type ReactNode, useCallback, useEffect, useLayoutEffect, useRef } from "react";
 import type { Message } from "../api/client";
 import { CopyButton } from "../components/CopyButton";
 import { LazyMarkdown } from "../components/LazyMarkdown";
@@ -101,9 +101,18 @@ function PendingTurn({ turn, onCite }: { turn: TurnState; onCite: Props["onCite"
 export function MessageList({ messages, turn, onCite, onSaveArtifact, footer }: Props) {
   const box = useRef<HTMLDivElement>(null);
   const follow = useRef(true);
-  useLayoutEffect(() => {
+  const content = useRef<HTMLDivElement>(null);
+  const scrollDown = useCallback(() => {
     if (follow.current && box.current) box.current.scrollTop = box.current.scrollHeight;
-  });
+  }, []);
+  useLayoutEffect(scrollDown);
+  // Content also grows without a render here (Markdown loading, code highlighted).
+  useEffect(() => {
+    if (typeof ResizeObserver === "undefined" || !content.current) return;
+    const observer = new ResizeObserver(scrollDown);
+    observer.observe(content.current);
+    return () => observer.disconnect();
+  }, [scrollDown]);
   // biome-ignore lint/correctness/useExhaustiveDependencies: a new question re-enables following
   useEffect(() => {
     follow.current = true; // a new question: follow its answer
@@ -121,29 +130,31 @@ export function MessageList({ messages, turn, onCite, onSaveArtifact, footer }: 
         follow.current = el.scrollHeight - el.scrollTop - el.clientHeight < 48;
       }}
     >
-      {messages.length === 0 && !turn && (
-        <div className="empty-chat">
-          <h1>Ask your documents</h1>
-          <p className="hint">
-            Pick a project in the chat settings, then ask a question. Answers cite their sources
-            like [1].
-          </p>
-        </div>
-      )}
-      {messages.map((message) =>
-        message.role === "user" ? (
-          <UserMessage key={message.id} text={message.content} />
-        ) : (
-          <AssistantMessage
-            key={message.id}
-            message={message}
-            onCite={onCite}
-            onSaveArtifact={onSaveArtifact}
-          />
-        ),
-      )}
-      {turn && <PendingTurn turn={turn} onCite={onCite} />}
-      {footer}
+      <div ref={content} className="messages-inner">
+        {messages.length === 0 && !turn && (
+          <div className="empty-chat">
+            <h1>Ask your documents</h1>
+            <p className="hint">
+              Pick a project in the chat settings, then ask a question. Answers cite their sources
+              like [1].
+            </p>
+          </div>
+        )}
+        {messages.map((message) =>
+          message.role === "user" ? (
+            <UserMessage key={message.id} text={message.content} />
+          ) : (
+            <AssistantMessage
+              key={message.id}
+              message={message}
+              onCite={onCite}
+              onSaveArtifact={onSaveArtifact}
+            />
+          ),
+        )}
+        {turn && <PendingTurn turn={turn} onCite={onCite} />}
+        {footer}
+      </div>
     </div>
   );
 }

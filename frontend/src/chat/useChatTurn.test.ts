@@ -2,7 +2,8 @@ import { act, renderHook, waitFor } from "@testing-library/react";
 import { useChatTurn } from "./useChatTurn";
 
 const encoder = new TextEncoder();
-const sse = (event: string, data: unknown) => encoder.encode(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+const sse = (event: string, data: unknown) =>
+  encoder.encode(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
 
 /** A stream response that sends `chunks` and then ends, or breaks like a dropped network. */
 function streamResponse(chunks: Uint8Array[], drop: boolean): Response {
@@ -25,7 +26,10 @@ const opening = [
 ];
 
 function setup(response: () => Response) {
-  vi.stubGlobal("fetch", vi.fn(async () => response()));
+  vi.stubGlobal(
+    "fetch",
+    vi.fn(async () => response()),
+  );
   const onFinished = vi.fn();
   const hook = renderHook(() => useChatTurn({ onConversation: () => {}, onFinished }));
   return { hook, onFinished };
@@ -50,7 +54,11 @@ describe("useChatTurn", () => {
   it("shows an error event's message and retries in the same conversation", async () => {
     const failing = [
       ...opening,
-      sse("error", { message: "The model is overloaded; try again.", retryable: true, kind: "overloaded" }),
+      sse("error", {
+        message: "The model is overloaded; try again.",
+        retryable: true,
+        kind: "overloaded",
+      }),
       sse("done", { message_id: "m1", status: "incomplete", cited: [] }),
     ];
     const fetchMock = vi.fn(async () => streamResponse(failing, false));
