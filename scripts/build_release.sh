@@ -13,6 +13,9 @@
 # The name is <version>-g<commit>, plus -dirty-<hash of the changes> for a tree
 # with uncommitted changes, so the same sources always give the same name and a
 # second deploy of them changes nothing.
+#
+# KT_RELEASE_REF=<commit> builds that commit instead of the working tree (e.g. HEAD,
+# to test the playbooks while the working tree holds unfinished changes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -27,24 +30,40 @@ log() { echo "build_release: $*" >&2; }
 die() { echo "build_release: $*" >&2; exit 1; }
 
 [[ -f requirements.lock ]] || die "requirements.lock is missing: run scripts/lock.sh (make lock)"
+ref=${KT_RELEASE_REF:-}
+sources=(app pyproject.toml requirements.lock README.md frontend)
+if [[ -n $ref ]]; then
+  # A commit: its files, exported into a folder of their own.
+  git rev-parse --verify --quiet "$ref^{commit}" >/dev/null || die "KT_RELEASE_REF=$ref is not a commit"
+  src=$(mktemp -d)
+  trap 'rm -rf "$src"' EXIT
+  mapfile -t present < <(git ls-tree --name-only "$ref" -- "${sources[@]}")
+  git archive "$ref" -- "${present[@]}" | tar -x -C "$src"
+  cd "$src"
+else
+  src=$repo
+fi
 version=$("$python" -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')
-name="$version-g$(git rev-parse --short=10 HEAD)"
-# Files that go into the release: tracked plus new, not ignored.
-mapfile -t files < <(git ls-files --cached --others --exclude-standard -- app pyproject.toml \
-  requirements.lock README.md frontend | sort -u)
-if [[ -n $(git status --porcelain -- "${files[@]}" 2>/dev/null) ]]; then
+name="$version-g$(git -C "$repo" rev-parse --short=10 "${ref:-HEAD}")"
+# Files that go into the release: tracked plus new, not ignored (all of them for a commit).
+if [[ -n $ref ]]; then
+  mapfile -t files < <(find "${present[@]}" -type f -not -path 'frontend/node_modules/*' | sort)
+else
+  mapfile -t files < <(git ls-files --cached --others --exclude-standard -- "${sources[@]}" | sort -u)
+fi
+if [[ -z $ref && -n $(git status --porcelain -- "${files[@]}" 2>/dev/null) ]]; then
   changes=$( { git diff HEAD -- "${files[@]}"; git ls-files --others --exclude-standard -- "${files[@]}" \
     | while read -r f; do echo "$f"; cat "$f"; done; } | sha256sum | cut -c1-10)
   name="$name-dirty-$changes"
 fi
 
-out="build/releases/$name"
+out="$repo/build/releases/$name"
 if [[ -f $out/RELEASE ]]; then
   log "release $name exists: $out"
 else
   log "building release $name"
   tmp=$(mktemp -d)
-  trap 'rm -rf "$tmp"' EXIT
+  trap 'rm -rf "$tmp" ${ref:+"$src"}' EXIT
   # Build from a clean copy so no stale build/ or egg-info leftovers leak in.
   mkdir "$tmp/src" "$tmp/release"
   for f in "${files[@]}"; do
@@ -72,9 +91,9 @@ else
     cp -a frontend/dist "$tmp/release/dist"
   fi
   echo "$name" >"$tmp/release/RELEASE"
-  mkdir -p build/releases
+  mkdir -p "$repo/build/releases"
   rm -rf "$out"
   mv "$tmp/release" "$out"
 fi
-ln -sfn "releases/$name" build/release
+ln -sfn "releases/$name" "$repo/build/release"
 echo "$out"

@@ -4,7 +4,7 @@
 # Each host is a full systemd machine with its own network namespace on the bridge kt0
 # (10.99.0.0/24, NAT to the outside so apt and pip work), sshd, a static address and a
 # root ssh key. It stands in for a bare VPS: the playbooks and the testinfra tests run
-# against it exactly as against a real server. See DESIGN.md section 3.
+# against it exactly as against a real server. See roles/README.md ("Tests and the test host").
 #
 #   scripts/testhost.sh up     [NAME] [IP]   create and boot a host (default kt-test 10.99.0.11)
 #   scripts/testhost.sh down   [NAME]        stop it and delete its files

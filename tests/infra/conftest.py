@@ -6,8 +6,9 @@ One session = one disposable Debian 13 host (scripts/testhost.sh, systemd-nspawn
    torn down at the end of the session unless ``KT_KEEP_TESTHOST=1``.
 2. ``provisioned``: starts pebble (the test ACME server) and points the test domain at
    the host, builds a release, runs ``ansible-playbook ansible/site.yml`` on the bare
-   host, then runs it a second time. Both runs (output, PLAY RECAP, duration) are kept
-   for test_idempotence.py; every other test sees the provisioned host.
+   host, then a second time (plain strategy) and a third time with Mitogen (the opt-in
+   ``make provision FAST=1``). The runs (output, PLAY RECAP, duration) are kept for
+   test_idempotence.py; every other test sees the provisioned host.
 3. ``host``: a testinfra host logged in as the administrator (root login is off after
    provisioning); use ``with host.sudo():`` for root.
 
@@ -16,6 +17,7 @@ Tests only talk to loopback and to the 10.99.0.0/24 test hosts.
     .venv/bin/pytest tests/infra                      # the whole thing (~10 min)
     KT_KEEP_TESTHOST=1 .venv/bin/pytest tests/infra   # keep the host for a look afterwards
     KT_REUSE_TESTHOST=1 .venv/bin/pytest tests/infra  # skip down/up: re-run on the kept host
+    KT_RELEASE_REF=HEAD .venv/bin/pytest tests/infra  # deploy the last commit, not the work tree
 """
 
 from __future__ import annotations
@@ -66,14 +68,23 @@ def _flag(name: str) -> bool:
     return os.environ.get(name, "") not in ("", "0", "false", "no")
 
 
-def ansible_env() -> dict[str, str]:
-    return {
+def ansible_env(*, mitogen: bool = False) -> dict[str, str]:
+    env = {
         **os.environ,
         "ANSIBLE_CONFIG": str(REPO / "ansible" / "ansible.cfg"),
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_FORCE_COLOR": "0",
         "PATH": f"{REPO / '.venv' / 'bin'}:{os.environ.get('PATH', '')}",
     }
+    if mitogen:
+        # What `make ... FAST=1` sets (Makefile: ANSIBLE_STRATEGY_ENV).
+        strategies = sorted(
+            REPO.glob(".venv/lib/python3*/site-packages/ansible_mitogen/plugins/strategy")
+        )
+        assert strategies, "mitogen is not installed in .venv (pyproject.toml [dev])"
+        env["ANSIBLE_STRATEGY"] = "mitogen_linear"
+        env["ANSIBLE_STRATEGY_PLUGINS"] = str(strategies[0])
+    return env
 
 
 @dataclass
@@ -111,7 +122,9 @@ class PlaybookRun:
         return "\n".join(self.stdout.splitlines()[-lines:])
 
 
-def run_playbook(playbook: str | Path, *args: str, inventory: str | None = None) -> PlaybookRun:
+def run_playbook(
+    playbook: str | Path, *args: str, inventory: str | None = None, mitogen: bool = False
+) -> PlaybookRun:
     """Run a playbook against the test inventory, as a person would from the repo root."""
     command = [
         str(REPO / ".venv" / "bin" / "ansible-playbook"),
@@ -122,7 +135,12 @@ def run_playbook(playbook: str | Path, *args: str, inventory: str | None = None)
     ]
     started = time.monotonic()
     proc = subprocess.run(
-        command, cwd=REPO, env=ansible_env(), capture_output=True, text=True, check=False
+        command,
+        cwd=REPO,
+        env=ansible_env(mitogen=mitogen),
+        capture_output=True,
+        text=True,
+        check=False,
     )
     run = PlaybookRun.parse(command, proc.returncode, proc.stdout + proc.stderr, 0.0)
     run.seconds = round(time.monotonic() - started, 1)
@@ -214,11 +232,12 @@ def release() -> str:
 class Provisioning:
     first: PlaybookRun
     second: PlaybookRun
+    mitogen: PlaybookRun
 
 
 @pytest.fixture(scope="session")
 def provisioned(acme_test_server: TestHost, release: str) -> Provisioning:
-    """site.yml on the bare host, then once more (the second run must change nothing)."""
+    """site.yml on the bare host, then twice more (those runs must change nothing)."""
     first = run_playbook(SITE_PLAYBOOK)
     record_result("provision_first_run_seconds", first.seconds)
     if first.rc != 0:
@@ -229,7 +248,14 @@ def provisioned(acme_test_server: TestHost, release: str) -> Provisioning:
         "provision_second_run_changed",
         sum(counts["changed"] for counts in second.recap.values()),
     )
-    return Provisioning(first, second)
+    # The same converged host with the opt-in Mitogen strategy (`make provision FAST=1`).
+    third = run_playbook(SITE_PLAYBOOK, mitogen=True)
+    record_result("provision_mitogen_run_seconds", third.seconds)
+    record_result(
+        "provision_mitogen_run_changed",
+        sum(counts["changed"] for counts in third.recap.values()),
+    )
+    return Provisioning(first, second, third)
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""site.yml converges a bare host in one run, and a second run changes nothing."""
+"""site.yml converges a bare host in one run, and later runs (plain or Mitogen) change nothing."""
 
 from __future__ import annotations
 
@@ -20,14 +20,17 @@ def test_first_run_bootstraps_through_the_root_account(provisioned):
     assert fallback.split("\n", 1)[1].lstrip().startswith("ok:"), fallback[:300]
 
 
-def test_second_run_changes_nothing(provisioned):
-    second = provisioned.second
-    assert second.rc == 0, second.tail()
-    changed = {host: counts["changed"] for host, counts in second.recap.items()}
+def assert_changed_nothing(run, label: str) -> None:
+    assert run.rc == 0, run.tail()
+    changed = {host: counts["changed"] for host, counts in run.recap.items()}
     assert changed and all(count == 0 for count in changed.values()), (
-        f"second run changed {changed}; tasks: {second.changed_tasks()}"
+        f"{label} changed {changed}; tasks: {run.changed_tasks()}"
     )
-    print(f"\nsecond run: {second.seconds} s, recap {second.recap}")
+    print(f"\n{label}: {run.seconds} s, recap {run.recap}")
+
+
+def test_second_run_changes_nothing(provisioned):
+    assert_changed_nothing(provisioned.second, "second run")
 
 
 def test_second_run_logs_in_as_the_administrator(provisioned):
@@ -35,3 +38,8 @@ def test_second_run_logs_in_as_the_administrator(provisioned):
     stdout = provisioned.second.stdout
     skipped = stdout.split("Fall back to the bootstrap user for this first run", 1)[1]
     assert skipped.split("\n", 1)[1].lstrip().startswith("skipping:"), skipped[:300]
+
+
+def test_mitogen_run_changes_nothing(provisioned):
+    """The opt-in fast strategy (`make provision FAST=1`) sees the same converged host."""
+    assert_changed_nothing(provisioned.mitogen, "Mitogen run")
