@@ -65,6 +65,8 @@ async def get_current_user(
     user = await session.get(User, claims.user_id)
     if user is None or not user.is_active:
         raise unauthorized("Account not found or disabled")
+    if user.tokens_valid_after is not None and claims.issued_at < user.tokens_valid_after:
+        raise unauthorized("Session ended by a password change; log in again")
     return user
 
 

@@ -107,6 +107,41 @@ class Settings(BaseSettings):
     refresh_token_days: int = Field(
         default=30, ge=1, le=365, description="Lifetime of a refresh token in days."
     )
+    login_max_failures: int = Field(
+        default=5,
+        ge=1,
+        le=1000,
+        description="Failed logins in a row for one e-mail address before it is locked "
+        "for LOGIN_LOCKOUT_SECONDS (429 with Retry-After); each further failure doubles "
+        "the wait, up to LOGIN_LOCKOUT_MAX_SECONDS. Counted in the database, so it holds "
+        "across app processes and IP addresses.",
+    )
+    login_lockout_seconds: int = Field(
+        default=60, ge=1, le=86400, description="First lock-out after LOGIN_MAX_FAILURES."
+    )
+    login_lockout_max_seconds: int = Field(
+        default=3600, ge=1, le=7 * 86400, description="Longest lock-out of one address."
+    )
+    password_reset_minutes: int = Field(
+        default=30, ge=5, le=24 * 60, description="How long a password-reset link works."
+    )
+    smtp_host: str | None = Field(
+        default=None,
+        description="Mail server for password-reset e-mails. Unset: no mail is sent (a "
+        "reset must then be done with `knowledgetree create-admin` by an administrator).",
+    )
+    smtp_port: int = Field(default=587, ge=1, le=65535, description="Port of SMTP_HOST.")
+    smtp_security: Literal["starttls", "tls", "none"] = Field(
+        default="starttls",
+        description="'starttls' (port 587), 'tls' (implicit TLS, port 465) or 'none' "
+        "(a local relay only).",
+    )
+    smtp_username: str | None = Field(default=None, description="SMTP login; unset: none.")
+    smtp_password: SecretStr | None = Field(default=None, description="SMTP password.")
+    smtp_from: str = Field(
+        default="KnowledgeTree <noreply@localhost>",
+        description="Sender of the app's e-mails.",
+    )
     sentry_dsn: str | None = Field(
         default=None, description="Sentry DSN for error reports; unset disables Sentry."
     )

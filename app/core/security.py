@@ -113,7 +113,10 @@ def create_access_token(
     )
     now = datetime.now(UTC)
     token = _encode(
-        {"sub": str(user_id), "type": "access", "iat": now, "exp": now + lifetime}, settings
+        # "iat" with microseconds: a password change refuses tokens issued before it,
+        # and the new pair issued right after it must not fall into the same second.
+        {"sub": str(user_id), "type": "access", "iat": now.timestamp(), "exp": now + lifetime},
+        settings,
     )
     return token, int(lifetime.total_seconds())
 

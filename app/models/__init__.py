@@ -9,7 +9,7 @@ from app.models.billing import BillingCustomer, StripeEvent, Subscription, Usage
 from app.models.conversation import Artifact, ArtifactVersion, Conversation, Message, MessageSource
 from app.models.document import Document, DocumentStatus
 from app.models.project import Project
-from app.models.user import RefreshToken, User
+from app.models.user import LoginThrottle, PasswordResetToken, RefreshToken, User
 
 __all__ = [
     "Artifact",
@@ -19,8 +19,10 @@ __all__ = [
     "Conversation",
     "Document",
     "DocumentStatus",
+    "LoginThrottle",
     "Message",
     "MessageSource",
+    "PasswordResetToken",
     "Project",
     "RefreshToken",
     "StripeEvent",

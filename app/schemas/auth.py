@@ -68,3 +68,23 @@ class TokenPair(BaseModel):
     refresh_token: str
     token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the OAuth2 token type
     expires_in: int = Field(description="Seconds until the access token expires.")
+
+
+class PasswordChangeRequest(BaseModel):
+    current_password: Password
+    new_password: NewPassword
+
+
+class PasswordResetRequest(BaseModel):
+    email: Email
+
+
+class PasswordResetConfirm(BaseModel):
+    token: Token
+    new_password: NewPassword
+
+
+class Accepted(BaseModel):
+    """An answer that is the same whatever the outcome (so it reveals nothing)."""
+
+    detail: str

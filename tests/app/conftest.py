@@ -168,6 +168,7 @@ async def _truncate_all(settings: Settings) -> None:
         if tables:
             await connection.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
 
+
 # --- app and client ----------------------------------------------------------------------
 @pytest.fixture
 def app(settings: Settings):
@@ -199,16 +200,19 @@ def user_factory(client: httpx.AsyncClient, settings: Settings) -> UserFactory:
         response = await client.post(
             "/api/auth/register", json={"email": email, "password": password}
         )
-        assert response.status_code == 201, response.text
-        user_id = uuid.UUID(response.json()["id"])
+        assert response.status_code == 202, response.text
+        response = await client.post("/api/auth/login", json={"email": email, "password": password})
+        assert response.status_code == 200, response.text
+        tokens = response.json()
+        me = await client.get(
+            "/api/auth/me", headers={"Authorization": f"Bearer {tokens['access_token']}"}
+        )
+        user_id = uuid.UUID(me.json()["id"])
         if is_admin:
             async with get_engine(settings).begin() as connection:
                 await connection.execute(
                     text("UPDATE users SET is_admin = true WHERE id = :id"), {"id": user_id}
                 )
-        response = await client.post("/api/auth/login", json={"email": email, "password": password})
-        assert response.status_code == 200, response.text
-        tokens = response.json()
         return TestUser(
             id=user_id,
             email=email.lower(),

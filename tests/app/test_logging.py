@@ -109,7 +109,7 @@ async def test_logs_hold_no_secrets_or_message_text(
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         credentials = {"email": SECRET_EMAIL, "password": SECRET_PASSWORD}
-        assert (await client.post("/api/auth/register", json=credentials)).status_code == 201
+        assert (await client.post("/api/auth/register", json=credentials)).status_code == 202
         tokens = (await client.post("/api/auth/login", json=credentials)).json()
         wrong = {"email": SECRET_EMAIL, "password": SECRET_PASSWORD + "x"}
         assert (await client.post("/api/auth/login", json=wrong)).status_code == 401

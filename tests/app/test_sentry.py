@@ -146,7 +146,7 @@ async def test_errors_in_background_ingestion_are_reported(settings, sentry, mon
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client,
     ):
         credentials = {"email": SECRET_EMAIL, "password": SECRET_PASSWORD}
-        assert (await client.post("/api/auth/register", json=credentials)).status_code == 201
+        assert (await client.post("/api/auth/register", json=credentials)).status_code == 202
         token = (await client.post("/api/auth/login", json=credentials)).json()["access_token"]
         headers = {"Authorization": f"Bearer {token}"}
         project = (await client.post("/api/projects", json={"name": "P"}, headers=headers)).json()

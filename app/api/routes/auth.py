@@ -1,46 +1,144 @@
-"""/api/auth: register, login, refresh, logout, me."""
+"""/api/auth: register, login, refresh, logout, me, password change and reset."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, status
+from urllib.parse import quote
+
+from fastapi import APIRouter, BackgroundTasks, HTTPException, status
+from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import CurrentUser, SessionDep, SettingsDep, unauthorized
-from app.schemas.auth import LoginRequest, LogoutRequest, RefreshRequest, RegisterRequest, TokenPair
+from app.schemas.auth import (
+    Accepted,
+    LoginRequest,
+    LogoutRequest,
+    PasswordChangeRequest,
+    PasswordResetConfirm,
+    PasswordResetRequest,
+    RefreshRequest,
+    RegisterRequest,
+    TokenPair,
+)
 from app.schemas.user import UserRead
-from app.services import accounts
+from app.services import accounts, mail
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
 
+REGISTERED = (
+    "If this address has no account yet, it has one now: log in with it. "
+    "If it had one, nothing changed (use 'forgot password' if needed)."
+)
+RESET_SUBJECT = "Reset your KnowledgeTree password"
+RESET_REQUESTED = (
+    "If an account uses this address, a link to set a new password is on its way "
+    "(valid {minutes} minutes)."
+)
+
+
 @router.post(
     "/register",
-    response_model=UserRead,
-    status_code=status.HTTP_201_CREATED,
-    responses={409: {"description": "E-mail already registered"}},
+    response_model=Accepted,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={403: {"description": "Registration is closed"}},
 )
-async def register(body: RegisterRequest, session: SessionDep, settings: SettingsDep) -> UserRead:
+async def register(body: RegisterRequest, session: SessionDep, settings: SettingsDep) -> Accepted:
+    """The same answer, after the same work, whether the address already has an account:
+    registration does not tell who has one."""
     if not settings.registration_open:
         raise HTTPException(
             status_code=status.HTTP_403_FORBIDDEN,
             detail="Registration is closed; ask an administrator for an account",
         )
-    try:
-        user = await accounts.register_user(session, body.email, body.password)
-    except accounts.EmailAlreadyRegisteredError:
-        raise HTTPException(
-            status_code=status.HTTP_409_CONFLICT,
-            detail="An account with this e-mail address already exists; log in instead",
-        ) from None
-    return UserRead.model_validate(user)
+    await accounts.register_quietly(session, body.email, body.password)
+    return Accepted(detail=REGISTERED)
 
 
-@router.post("/login", response_model=TokenPair, responses={401: {"description": "Bad login"}})
+@router.post(
+    "/login",
+    response_model=TokenPair,
+    responses={
+        401: {"description": "Bad login"},
+        429: {"description": "Too many failed logins for this address (see Retry-After)"},
+    },
+)
 async def login(body: LoginRequest, session: SessionDep, settings: SettingsDep) -> TokenPair:
     try:
-        user = await accounts.authenticate(session, body.email, body.password)
+        user = await accounts.authenticate(session, body.email, body.password, settings)
+    except accounts.LoginLocked as error:
+        raise HTTPException(
+            status_code=status.HTTP_429_TOO_MANY_REQUESTS,
+            detail=str(error),
+            headers={"Retry-After": str(error.retry_after)},
+        ) from None
     except accounts.AuthenticationError as error:
         raise unauthorized(str(error)) from None
     return await accounts.issue_token_pair(session, user, settings)
+
+
+@router.post(
+    "/password",
+    response_model=TokenPair,
+    responses={403: {"description": "The current password is not correct"}},
+)
+async def change_password(
+    body: PasswordChangeRequest, user: CurrentUser, session: SessionDep, settings: SettingsDep
+) -> TokenPair:
+    """Set a new password. Every other session (refresh and access tokens) ends; the
+    answer is a new token pair for this one."""
+    try:
+        return await accounts.change_password(
+            session, user, body.current_password, body.new_password, settings
+        )
+    except accounts.AuthenticationError as error:
+        raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail=str(error)) from None
+
+
+@router.post(
+    "/password-reset",
+    response_model=Accepted,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={503: {"description": "This server sends no e-mail (SMTP_HOST unset)"}},
+)
+async def request_password_reset(
+    body: PasswordResetRequest,
+    session: SessionDep,
+    settings: SettingsDep,
+    background: BackgroundTasks,
+) -> Accepted:
+    """E-mail a single-use link to set a new password. The same answer whether the
+    address has an account; the mail leaves after the answer."""
+    if not mail.mail_enabled(settings):
+        raise HTTPException(
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail="This server cannot send e-mail; ask an administrator to reset it",
+        )
+    link = await accounts.create_reset_token(session, body.email, settings)
+    if link is not None:
+        url = f"{settings.public_url}/reset-password?token={quote(link.token)}"
+        text = (
+            f"Someone (hopefully you) asked to reset the KnowledgeTree password of "
+            f"{link.email}.\n\nSet a new password here (valid "
+            f"{settings.password_reset_minutes} minutes, once):\n{url}\n\n"
+            "If it was not you, ignore this mail: your password stays as it is.\n"
+        )
+        background.add_task(
+            run_in_threadpool, mail.send_mail_logged, settings, link.email, RESET_SUBJECT, text
+        )
+    return Accepted(detail=RESET_REQUESTED.format(minutes=settings.password_reset_minutes))
+
+
+@router.post(
+    "/password-reset/confirm",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={400: {"description": "The link is not valid (used, expired or mistyped)"}},
+)
+async def confirm_password_reset(body: PasswordResetConfirm, session: SessionDep) -> None:
+    """Set a new password with the token of the e-mailed link; every session ends."""
+    try:
+        await accounts.reset_password(session, body.token, body.new_password)
+    except accounts.InvalidResetToken as error:
+        raise HTTPException(status_code=status.HTTP_400_BAD_REQUEST, detail=str(error)) from None
 
 
 @router.post("/refresh", response_model=TokenPair, responses={401: {"description": "Bad token"}})
