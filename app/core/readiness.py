@@ -1,7 +1,10 @@
 """Readiness checks behind ``/readyz``.
 
 A check is ``async def check(app: FastAPI) -> str``: it returns a short detail on
-success and raises (any exception, its message becomes the detail) on failure.
+success and raises on failure. ``NotReady("sentence")`` is an expected state whose
+sentence is shown as the detail; any other exception is unexpected: the answer says
+only ``UNEXPECTED_FAILURE`` (exception text can carry hosts, paths or SQL) and the
+details go to the log.
 ``READINESS_CHECKS`` is the one list of checks; ``create_app`` copies it into
 ``app.state.readiness_checks`` (a dict name -> check) so a test can add or replace
 one on a single app. To add a check for the whole app, add one entry below.
@@ -10,6 +13,7 @@ one on a single app. To add a check for the whole app, add one entry below.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -19,8 +23,14 @@ from sqlalchemy import text
 from app.core import migrations
 from app.core.db import get_engine
 
+logger = logging.getLogger(__name__)
 ReadinessCheck = Callable[[FastAPI], Awaitable[str]]
 CHECK_TIMEOUT_SECONDS = 5.0
+UNEXPECTED_FAILURE = "check failed; the reason is in the app log"
+
+
+class NotReady(Exception):
+    """An expected not-ready state; the message is a fixed sentence safe to show."""
 
 
 async def check_database(app: FastAPI) -> str:
@@ -35,9 +45,7 @@ async def check_migrations(app: FastAPI) -> str:
     expected = migrations.script_heads()
     if current != expected:
         have = ", ".join(sorted(current)) or "none (run `knowledgetree migrate`)"
-        raise RuntimeError(
-            f"database at revision {have}, code expects {', '.join(sorted(expected))}"
-        )
+        raise NotReady(f"database at revision {have}, code expects {', '.join(sorted(expected))}")
     return f"at head {', '.join(sorted(expected))}"
 
 
@@ -48,12 +56,12 @@ async def check_embedding_model(app: FastAPI) -> str:
 
     settings = app.state.settings
     if not embeddings.is_model_loaded():
-        raise RuntimeError("embedding model not loaded yet")
+        raise NotReady("embedding model not loaded yet")
     dimension = embeddings.embedding_dimension(settings)
     async with get_engine(settings).connect() as connection:
         stored = await connection.run_sync(column_dimension)
     if stored is not None and stored != dimension:
-        raise RuntimeError(
+        raise NotReady(
             f"{settings.embedding_model} makes {dimension}-d vectors but the chunk table "
             f"holds {stored}-d ones: run `knowledgetree reindex --all`"
         )
@@ -81,8 +89,11 @@ async def _run_one(app: FastAPI, check: ReadinessCheck) -> CheckResult:
         detail = await asyncio.wait_for(check(app), CHECK_TIMEOUT_SECONDS)
     except TimeoutError:
         return CheckResult(False, f"timed out after {CHECK_TIMEOUT_SECONDS:g} s")
-    except Exception as error:  # a failing check must not crash /readyz
-        return CheckResult(False, str(error) or type(error).__name__)
+    except NotReady as error:
+        return CheckResult(False, str(error))
+    except Exception:  # a failing check must not crash /readyz, nor show its internals
+        logger.exception("readiness check %s failed", getattr(check, "__name__", check))
+        return CheckResult(False, UNEXPECTED_FAILURE)
     return CheckResult(True, detail)
 
 
