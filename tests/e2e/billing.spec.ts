@@ -59,6 +59,13 @@ test("pricing → checkout → account shows Starter; a limit offers the upgrade
     await screenshot(page, "account");
   });
 
+  await test.step("cancel at the end of the period", async () => {
+    await page.getByRole("button", { name: "Cancel subscription" }).click();
+    await page.getByRole("dialog", { name: "Cancel your subscription?" }).getByRole("button", { name: "Cancel subscription" }).click();
+    await expect(page.getByText(/Cancelled: ends on/)).toBeVisible();
+    await expect(page.getByTestId("plan-name")).toHaveText("Starter"); // until the period ends
+  });
+
   await test.step("the fourth project now fits", async () => {
     await page.getByRole("link", { name: "Projects" }).click();
     await page.getByLabel("Name").fill("Project 4");

@@ -194,9 +194,17 @@ test("a new user signs up, uploads a PDF and chats with cited answers", async ({
     await panel.getByRole("button", { name: "← All artifacts" }).click();
     await page.getByLabel("Make an artifact").fill("a checklist for new pickers");
     await page.getByRole("button", { name: "Create" }).click();
-    await expect(page.getByRole("region", { name: /^Artifact / })).toBeVisible({ timeout: 30_000 });
-    await page.getByRole("button", { name: "← All artifacts" }).click();
-    await expect(page.getByRole("region", { name: "Artifacts" }).getByRole("listitem")).toHaveCount(2);
+    const made = page.getByRole("region", { name: /^Artifact / });
+    await expect(made).toBeVisible({ timeout: 30_000 });
+    await made.getByRole("button", { name: "Regenerate" }).click();
+    await expect(made.getByLabel("Version")).toContainText("v2 · regenerated", { timeout: 30_000 });
+    await made.getByRole("button", { name: "← All artifacts" }).click();
+    const artifacts = page.getByRole("region", { name: "Artifacts" }).getByRole("listitem");
+    await expect(artifacts).toHaveCount(2);
+    await artifacts.first().getByRole("button").click();
+    await page.getByRole("region", { name: /^Artifact / }).getByRole("button", { name: "Delete" }).click();
+    await page.getByRole("dialog", { name: "Delete artifact?" }).getByRole("button", { name: "Delete artifact" }).click();
+    await expect(artifacts).toHaveCount(1);
   });
 
   await test.step("rename, export and delete the conversation", async () => {
