@@ -98,8 +98,9 @@ async def change_plan(
 ) -> SubscriptionRead:
     """Upgrade or downgrade a paid subscription (Stripe prorates: an upgrade is invoiced
     now, a downgrade is credited on the next invoice). Changing to the free plan cancels
-    at the end of the period. Existing projects and documents are kept after a
-    downgrade; only new ones are refused above the new limits."""
+    at the end of the period; choosing the current plan again after a cancel resumes it.
+    Existing projects and documents are kept after a downgrade; only new ones are
+    refused above the new limits."""
     await billing.change_plan(session, settings, user, body.plan)
     return subscription_read(await usage.plan_state(session, user.id, settings))
 

@@ -261,6 +261,20 @@ async def test_cancel_keeps_the_plan_until_the_period_ends(
     assert state["plan"] == "free" and state["status"] == "none"
 
 
+async def test_choosing_the_plan_again_after_cancelling_resumes_it(
+    billing_client, stripe_fake, deliver, user_factory
+):
+    user = await user_factory()
+    subscription_id = await subscribe(billing_client, stripe_fake, deliver, user, "pro")
+    await billing_client.post(f"{BILLING}/cancel", headers=user.headers)
+    response = await billing_client.post(
+        f"{BILLING}/change-plan", json={"plan": "pro"}, headers=user.headers
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["plan"] == "pro" and not response.json()["cancel_at_period_end"]
+    assert stripe_fake.subscriptions[subscription_id]["cancel_at_period_end"] is False
+
+
 async def test_portal_session_needs_a_billing_account(
     billing_client, stripe_fake, deliver, user_factory
 ):
