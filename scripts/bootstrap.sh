@@ -14,11 +14,14 @@ VENV=${VENV:-.venv}
 #   openssh-client rsync                      Ansible's transport
 #   openssl jq                                certificates in tests; the curl examples of the README and the demo
 #   chromium                                  the browser the frontend's Playwright tests drive (tests/e2e)
+#   prometheus prometheus-alertmanager        promtool and amtool: the alert rules and the Alertmanager
+#                                             config are checked and unit-tested in make test-app
 APT_PACKAGES=(
   python3 python3-venv python3-dev build-essential git make curl ca-certificates
   mmdebstrap systemd-container zstd iproute2 nftables
   pebble testssl.sh openssh-client rsync openssl jq
   chromium
+  prometheus prometheus-alertmanager
 )
 
 missing=()
