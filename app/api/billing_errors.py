@@ -11,6 +11,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 
+from app.core import metrics
 from app.schemas.billing import LimitExceededRead
 from app.services.billing import (
     BillingConflict,
@@ -44,6 +45,7 @@ def usage_headers(quota: MessageQuota) -> dict[str, str]:
 
 async def _limit_exceeded(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, LimitExceeded)
+    metrics.count_quota_rejection(error.limit)
     body = LimitExceededRead(
         detail=error.message,
         limit=error.limit,

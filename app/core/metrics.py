@@ -105,7 +105,18 @@ WEBHOOK_EVENTS = Counter(
     "(processed, ignored, duplicate, invalid, error).",
     ["type", "result"],
 )
-QUOTA_LIMITS = frozenset({"messages", "tokens", "documents", "storage", "projects", "model"})
+# The `limit` names of app.services.usage.LimitExceeded.
+QUOTA_LIMITS = frozenset(
+    {
+        "messages_per_month",
+        "projects",
+        "documents",
+        "storage_mb",
+        "max_upload_mb",
+        "artifact_versions",
+        "model",
+    }
+)
 QUOTA_REJECTIONS = Counter(
     "knowledgetree_quota_rejections_total",
     "Requests refused because a plan limit was reached (402), by limit.",

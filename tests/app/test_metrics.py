@@ -151,7 +151,10 @@ async def test_named_series_after_a_chat(
         "knowledgetree_webhook_events_total",
         frozenset({("type", "invoice.paid"), ("result", "processed")}),
     ) in after
-    assert ("knowledgetree_quota_rejections_total", frozenset({("limit", "messages")})) in after
+    assert (
+        "knowledgetree_quota_rejections_total",
+        frozenset({("limit", "messages_per_month")}),
+    ) in after
     assert "knowledgetree_ingest_worker_errors_total" in families
 
 
@@ -164,3 +167,34 @@ def test_labels_outside_the_fixed_sets_become_other():
     assert metrics.WEBHOOK_EVENTS.labels("other", "processed")._value.get() >= 1
     assert metrics.WEBHOOK_EVENTS.labels("invoice.paid", "other")._value.get() >= 1
     assert metrics.QUOTA_REJECTIONS.labels("other")._value.get() >= 1
+
+
+async def test_webhook_events_and_quota_rejections_are_counted(
+    billing_client: httpx.AsyncClient, deliver, set_usage, user_factory, anthropic_fake
+):
+    before = await scrape(billing_client)
+    event = {
+        "id": f"evt_{uuid.uuid4().hex}",
+        "object": "event",
+        "type": "customer.made_up_event",
+        "data": {"object": {}},
+        "created": 1_700_000_000,
+    }
+    assert (await deliver(event)).status_code == 200
+    assert (await deliver(event, secret="whsec_not_the_secret")).status_code == 400
+    user = await user_factory()
+    await set_usage(user.id, 100)  # the free plan's whole allowance
+    refused = await billing_client.post(
+        "/api/chat/stream", json={"message": "One more?"}, headers=user.headers
+    )
+    assert refused.status_code == 402
+    after = await scrape(billing_client)
+
+    def grew(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    webhooks = "knowledgetree_webhook_events_total"
+    assert grew(webhooks, type="other", result="ignored") == 1  # an unknown type: "other"
+    assert grew(webhooks, type="other", result="invalid") == 1
+    limit = "messages_per_month"
+    assert grew("knowledgetree_quota_rejections_total", limit=limit) == 1

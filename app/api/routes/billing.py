@@ -12,6 +12,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Header, Request
 
 from app.api.deps import CurrentUser, SessionDep, SettingsDep
+from app.core import metrics
 from app.core.plans import PLANS
 from app.schemas.billing import (
     BillingErrorRead,
@@ -157,10 +158,16 @@ async def webhook(
     changes nothing); the subscription is read afresh from Stripe, so late or repeated
     events cannot leave an older state behind."""
     payload = await request.body()  # the raw bytes: the signature covers them exactly
-    event = billing.verify_event(settings, payload, stripe_signature)
+    try:
+        event = billing.verify_event(settings, payload, stripe_signature)
+    except Exception:
+        metrics.count_webhook_event("", "invalid")
+        raise
     try:
         outcome = await billing.handle_event(session, settings, event)
     except Exception:
+        metrics.count_webhook_event(str(event.get("type", "")), "error")
         await session.rollback()
         raise
+    metrics.count_webhook_event(str(event.get("type", "")), outcome)
     return WebhookResult(outcome=outcome)
