@@ -101,6 +101,14 @@ class RecordedRequest:
     def messages(self) -> list[dict[str, Any]]:
         return self.body.get("messages", [])
 
+    @property
+    def last_user_text(self) -> str:
+        """The text of the last message (the question, with the passages before it)."""
+        content = self.messages[-1]["content"] if self.messages else ""
+        if isinstance(content, list):  # list of content blocks
+            return "".join(block.get("text", "") for block in content)
+        return str(content)
+
 
 @dataclass
 class StreamRecord:
@@ -120,9 +128,11 @@ def _tokens(text: str) -> list[str]:
     return re.findall(r"\S+\s*|\s+", text) or [text]
 
 
-def echo_reply(system: str) -> str:
+def echo_reply(prompt: str) -> str:
     """A reply that quotes the first words of every numbered passage and cites it."""
-    passages = re.findall(r"^\[(\d+)\][^\n]*\n(.*?)(?=^\[\d+\]|\Z)", system, flags=re.M | re.S)
+    passages = re.findall(
+        r"^\[(\d+)\][^\n]*\n(.*?)(?=^\[\d+\]|</document>|\Z)", prompt, flags=re.M | re.S
+    )
     if not passages:
         return "I found no passages in the context."
     parts = []
@@ -250,7 +260,8 @@ class FakeAnthropicServer:
         text = (
             script.text
             if script.text is not None
-            else echo_reply(RecordedRequest("", {}, body).system)
+            # The app sends the passages in the last user turn.
+            else echo_reply(RecordedRequest("", {}, body).last_user_text)
         )
         input_tokens = max(1, len(json.dumps(body)) // 4)
         if body.get("stream"):

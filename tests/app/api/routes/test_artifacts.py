@@ -64,9 +64,9 @@ async def test_artifact_from_an_answer_then_edit_and_versions(
     assert regenerated.json()["current_version"] == 3
     assert regenerated.json()["content"].startswith("# Refund FAQ v3")
     sent = anthropic_fake.requests[-1]
-    assert sent.messages == [{"role": "user", "content": "Draft a refund FAQ"}]
-    assert "[1] refund-policy.pdf, page 1" in sent.system
-    assert "Markdown document" in sent.system
+    assert sent.last_user_text.endswith("<request>\nDraft a refund FAQ\n</request>")
+    assert "[1] refund-policy.pdf, page 1" in sent.last_user_text
+    assert "Markdown document" in sent.system and "refund-policy" not in sent.system
     versions = (await chat_client.get(f"{url}/versions", headers=user.headers)).json()
     assert [v["origin"] for v in versions] == ["created", "edited", "regenerated"]
 
@@ -107,7 +107,7 @@ async def test_artifact_on_request_uses_retrieved_passages(
     )
     assert artifact["content"].startswith("| Topic | Rule |")
     sent = anthropic_fake.requests[-1]
-    assert "Markdown table" in sent.system and "[1] refund-policy.pdf" in sent.system
+    assert "Markdown table" in sent.system and "[1] refund-policy.pdf" in sent.last_user_text
     assert sent.body["stream"] is True
 
 

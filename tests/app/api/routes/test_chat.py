@@ -19,6 +19,7 @@ from app.schemas.chat import ChatRequest
 from app.services import chat as chat_service
 from app.services.llm.factory import get_chat_model
 from app.services.llm.offline import OFFLINE_LABEL
+from app.services.prompt import SYSTEM_WITH_CONTEXT
 from tests.app.utils.indexed_project import index_project
 from tests.fakes.anthropic_server import FakeAnthropicServer, Script
 
@@ -94,11 +95,16 @@ async def test_stream_sends_sources_then_tokens_then_done_and_saves_citations(
     assert usage["input_tokens"] > 0 and usage["output_tokens"] > 0
     assert usage["offline"] is False
 
-    # What Claude was sent: the system prompt with numbered passages, then the question.
+    # What Claude was sent: fixed instructions, then the numbered passages (as quoted
+    # documents) and the question in the user turn.
     sent = anthropic_fake.requests[-1]
-    assert '[1] refund-policy.pdf, page 1, "Refunds"' in sent.system
-    assert "cite" in sent.system
-    assert sent.messages == [{"role": "user", "content": "How long do I have to ask for a refund?"}]
+    assert sent.system == SYSTEM_WITH_CONTEXT
+    [question] = sent.messages
+    assert question["role"] == "user"
+    assert '[1] refund-policy.pdf, page 1, "Refunds"' in question["content"]
+    assert question["content"].endswith(
+        "<question>\nHow long do I have to ask for a refund?\n</question>"
+    )
     assert sent.headers["x-api-key"] == "sk-ant-test-key"
 
     # Reloaded later: the same answer with the same sources.
