@@ -25,7 +25,7 @@ from app.core.config import ConfigurationError, Settings, get_settings, load_set
 from app.schemas.auth import Email, NewPassword
 
 # Modules under app/commands that add sub-commands (each has register(cli)).
-COMMAND_MODULES: list[str] = ["app.commands.ingest"]
+COMMAND_MODULES: list[str] = ["app.commands.ingest", "app.commands.invite"]
 
 cli = typer.Typer(
     name="knowledgetree",

@@ -47,6 +47,7 @@ _SECRET_HINT = "generate one with: python3 -c 'import secrets; print(secrets.tok
 
 Environment = Literal["development", "production", "test"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+RegistrationMode = Literal["open", "invite-only", "closed"]
 # The plans' names (their limits are in app/core/plans.py).
 PlanName = Literal["free", "starter", "pro", "enterprise"]
 
@@ -96,10 +97,20 @@ class Settings(BaseSettings):
         description="Browser origins allowed to call the API cross-origin, comma-separated "
         "(e.g. 'http://localhost:5173'). Empty: same-origin only (nginx serves SPA and API).",
     )
+    registration_mode: RegistrationMode = Field(
+        default="open",
+        description="Who may register through the API. 'open': anybody (the SaaS default; "
+        "new accounts start on DEFAULT_PLAN). 'invite-only': only an address an admin "
+        "invited (POST /api/invitations). 'closed': nobody; accounts are made with "
+        "`knowledgetree create-admin`.",
+    )
     registration_open: bool = Field(
         default=True,
-        description="Whether anybody may register an account through the API. When false, "
-        "accounts are made with `knowledgetree create-admin`.",
+        description="Older switch, kept so existing configurations keep their meaning: "
+        "false means REGISTRATION_MODE=closed when REGISTRATION_MODE is not set.",
+    )
+    invitation_days: int = Field(
+        default=7, ge=1, le=365, description="How long an invitation to register is valid."
     )
     access_token_minutes: int = Field(
         default=15, ge=1, le=24 * 60, description="Lifetime of a JWT access token in minutes."
@@ -483,6 +494,13 @@ class Settings(BaseSettings):
     def models_cache_dir(self) -> Path:
         """Where derived model files live (MODEL_CACHE_DIR, default DATA_DIR/cache/models)."""
         return self.model_cache_dir or self.data_dir / "cache" / "models"
+
+    @property
+    def effective_registration_mode(self) -> RegistrationMode:
+        """REGISTRATION_MODE; 'closed' when only the older REGISTRATION_OPEN=false is set."""
+        if "registration_mode" not in self.model_fields_set and not self.registration_open:
+            return "closed"
+        return self.registration_mode
 
     @property
     def max_upload_bytes(self) -> int:

@@ -48,6 +48,11 @@ Token = text(min_length=1, max_length=4096)
 class RegisterRequest(BaseModel):
     email: Email
     password: NewPassword
+    invitation: Token | None = Field(
+        default=None,
+        description="Needed when REGISTRATION_MODE is invite-only: the token of an invitation "
+        "for this address (POST /api/invitations).",
+    )
 
 
 class LoginRequest(BaseModel):

@@ -15,6 +15,7 @@ from app.api.routes import (
     conversations,
     documents,
     health,
+    invitations,
     projects,
     search,
 )
@@ -31,4 +32,5 @@ API_ROUTERS: list[APIRouter] = [
     artifacts.router,
     billing.router,
     account.router,
+    invitations.router,
 ]

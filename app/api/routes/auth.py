@@ -20,7 +20,7 @@ from app.schemas.auth import (
     TokenPair,
 )
 from app.schemas.user import UserRead
-from app.services import accounts, mail
+from app.services import accounts, invitations, mail
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -40,16 +40,24 @@ RESET_REQUESTED = (
     "/register",
     response_model=Accepted,
     status_code=status.HTTP_202_ACCEPTED,
-    responses={403: {"description": "Registration is closed"}},
+    responses={
+        403: {"description": "Registration is closed, or invite-only without a valid invitation"}
+    },
 )
 async def register(body: RegisterRequest, session: SessionDep, settings: SettingsDep) -> Accepted:
     """The same answer, after the same work, whether the address already has an account:
     registration does not tell who has one."""
-    if not settings.registration_open:
+    mode = settings.effective_registration_mode  # REGISTRATION_MODE
+    if mode == "closed":
         raise HTTPException(
             status_code=status.HTTP_403_FORBIDDEN,
             detail="Registration is closed; ask an administrator for an account",
         )
+    if mode == "invite-only":
+        try:
+            invitations.check_invitation(settings, body.invitation, body.email)
+        except invitations.InvalidInvitation as error:
+            raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail=str(error)) from None
     await accounts.register_quietly(session, body.email, body.password)
     return Accepted(detail=REGISTERED)
 
