@@ -11,7 +11,12 @@ const proxy = { "/api": { target: api, changeOrigin: false } };
 export default defineConfig({
   plugins: [react()],
   server: { proxy },
-  preview: { proxy },
+  // KT_CSP: the Content-Security-Policy nginx sends in production, so the browser tests
+  // run the built app under it (tests/e2e/playwright.config.ts reads it from roles/nginx).
+  preview: {
+    proxy,
+    headers: process.env.KT_CSP ? { "Content-Security-Policy": process.env.KT_CSP } : {},
+  },
   build: { sourcemap: false, chunkSizeWarningLimit: 600 },
   test: {
     environment: "jsdom",

@@ -1,7 +1,6 @@
 // Plans, Stripe Checkout (through the Stripe stand-in), the account page, and the upgrade
 // prompt when a plan limit answers 402.
-import { expect, test } from "@playwright/test";
-import { expectAccessible, screenshot, signUp, standInCheckoutPage, unique } from "./helpers";
+import { expect, expectAccessible, screenshot, signUp, standInCheckoutPage, test, unique } from "./helpers";
 
 test("pricing → checkout → account shows Starter; a limit offers the upgrade", async ({ page }) => {
   await test.step("the pricing page, logged out", async () => {

@@ -2,7 +2,24 @@
 // and the switch that makes the model stand-in fail once.
 import path from "node:path";
 import AxeBuilder from "@axe-core/playwright";
-import { expect, type Page } from "@playwright/test";
+import { test as base, expect, type Page } from "@playwright/test";
+
+/** Playwright's test, failing any test whose page reports a Content-Security-Policy
+ * violation (vite preview sends the production policy: see playwright.config.ts). */
+export const test = base.extend<{ cspViolations: undefined }>({
+  cspViolations: [
+    async ({ page }, use) => {
+      const violations: string[] = [];
+      page.on("console", (message) => {
+        if (/Content Security Policy/i.test(message.text())) violations.push(message.text());
+      });
+      await use(undefined);
+      expect(violations, "Content-Security-Policy violations").toEqual([]);
+    },
+    { auto: true },
+  ],
+});
+export { expect };
 
 const SCREENSHOTS = path.join(import.meta.dirname, "output", "screenshots");
 const CONTROL = `http://127.0.0.1:${process.env.E2E_CONTROL_PORT ?? "8766"}`;

@@ -3,8 +3,8 @@
 // reload, rename/export/delete, artifacts. Screenshots of each main page go to
 // output/screenshots; each main page gets an axe scan.
 import { readFile } from "node:fs/promises";
-import { expect, type Locator, type Page, test } from "@playwright/test";
-import { expectAccessible, makePdf, screenshot, scriptModel, signUp, unique } from "./helpers";
+import type { Page } from "@playwright/test";
+import { expect, expectAccessible, makePdf, screenshot, scriptModel, signUp, test, unique } from "./helpers";
 
 const HANDBOOK = [
   "Larch Valley Orchard handbook",

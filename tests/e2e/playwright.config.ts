@@ -1,12 +1,21 @@
 // Browser tests against the real backend (tests/e2e/stack.py: embedded Postgres, the app,
 // the Anthropic stand-in) and the built SPA served by `vite preview`, which proxies /api.
 // Debian's Chromium, one worker: the tests share one backend and 2 cores.
+import { readFileSync } from "node:fs";
 import path from "node:path";
 import { defineConfig } from "@playwright/test";
 
 const root = path.resolve(import.meta.dirname, "../..");
 const apiPort = process.env.E2E_API_PORT ?? "8765";
 const webPort = process.env.E2E_WEB_PORT ?? "4180";
+
+/** The production Content-Security-Policy, as roles/nginx's defaults write it. */
+function productionCsp(): string {
+  const defaults = readFileSync(path.join(root, "roles/nginx/defaults/main.yml"), "utf8");
+  const folded = /^nginx_content_security_policy: >-\n((?: {2}.*\n)+)/m.exec(defaults);
+  if (!folded) throw new Error("nginx_content_security_policy not found in roles/nginx/defaults/main.yml");
+  return folded[1].replace(/\s+/g, " ").trim();
+}
 
 export default defineConfig({
   testDir: ".",
@@ -54,7 +63,7 @@ export default defineConfig({
       timeout: 120_000,
       reuseExistingServer: false,
       gracefulShutdown: { signal: "SIGTERM", timeout: 5_000 },
-      env: { KT_API_URL: `http://127.0.0.1:${apiPort}` },
+      env: { KT_API_URL: `http://127.0.0.1:${apiPort}`, KT_CSP: productionCsp() },
     },
   ],
 });

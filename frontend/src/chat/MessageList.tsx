@@ -102,8 +102,16 @@ export function MessageList({ messages, turn, onCite, onSaveArtifact, footer }: 
   const box = useRef<HTMLDivElement>(null);
   const follow = useRef(true);
   const content = useRef<HTMLDivElement>(null);
+  const lastTop = useRef(0);
   const scrollDown = useCallback(() => {
-    if (follow.current && box.current) box.current.scrollTop = box.current.scrollHeight;
+    const el = box.current;
+    if (!el) return;
+    // The reader moved up since the last automatic scroll (its scroll event may not have
+    // arrived yet): stop following.
+    const distance = el.scrollHeight - el.scrollTop - el.clientHeight;
+    if (el.scrollTop < lastTop.current - 4 && distance > 48) follow.current = false;
+    if (follow.current) el.scrollTop = el.scrollHeight;
+    lastTop.current = el.scrollTop;
   }, []);
   useLayoutEffect(scrollDown);
   // Content also grows without a render here (Markdown loading, code highlighted).
