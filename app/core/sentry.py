@@ -45,13 +45,13 @@ DENYLIST = (
 
 def app_release(settings: Settings) -> str:
     """The deployed version: RELEASE if set, else the RELEASE file of the release folder
-    the app runs from (``<release>/venv`` is ``sys.prefix``), else the package version."""
+    the app runs from (``<release>/venv`` is ``sys.prefix``; the app role keeps the file
+    in ``<release>/files/``), else the package version."""
     if settings.release:
         return settings.release
-    release_file = Path(sys.prefix).parent / "RELEASE"
-    if release_file.is_file():
-        name = release_file.read_text().strip()
-        if name:
+    release_dir = Path(sys.prefix).parent
+    for release_file in (release_dir / "files" / "RELEASE", release_dir / "RELEASE"):
+        if release_file.is_file() and (name := release_file.read_text().strip()):
             return name
     try:
         return version("knowledgetree")

@@ -4,6 +4,7 @@ release and environment set and no personal data anywhere in what was sent."""
 from __future__ import annotations
 
 import asyncio
+import sys
 
 import httpx
 import pytest
@@ -203,3 +204,12 @@ async def test_the_browser_reads_its_sentry_settings_from_client_config(settings
         "sentry_dsn": "https://pub@o1.ingest.sentry.io/2",
         "sentry_traces_sample_rate": settings.sentry_traces_sample_rate,
     }
+
+
+def test_release_is_the_deployed_release_folder(settings, tmp_path, monkeypatch):
+    """On a host the venv is <release>/venv and the app role keeps <release>/files/RELEASE."""
+    (tmp_path / "files").mkdir()
+    (tmp_path / "files" / "RELEASE").write_text("0.1.0-g1234567890\n")
+    monkeypatch.setattr(sys, "prefix", str(tmp_path / "venv"))
+    assert app_release(settings) == "0.1.0-g1234567890"
+    assert app_release(settings.model_copy(update={"release": "2.0.0"})) == "2.0.0"

@@ -1,0 +1,232 @@
+"""The restore drill: data made through the API survives losing the database and the
+uploads, restored from the off-site repository; a broken repository shows as a failure.
+
+One module, in order (each step builds on the one before):
+  1. users, projects, documents and conversations through the API (HTTPS, nginx);
+  2. `ansible/backup.yml` (local + off-site over SFTP), a small change, a second,
+     incremental backup; the row counts and upload checksums are recorded;
+  3. restore.yml refuses to overwrite the live database without restore_force;
+  4. the database is dropped, the uploads and the local repository are deleted;
+  5. `ansible/restore.yml` from the off-site repository: the same rows and checksums,
+     the app answers, old passwords sign in, conversations keep their citations;
+  6. a wrong off-site password and an unreachable off-site host: a clear error in the
+     journal and knowledgetree_backup_last_run_status 0 for that repository.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from pathlib import Path
+
+import kt_target
+import pytest
+from backup_drill import (
+    APP_HOST,
+    OFFSITE_HOST,
+    Appliance,
+    inventory_vars,
+    on_host,
+    playbook,
+    record_result,
+)
+
+ok_json = kt_target.ok_json
+SAMPLES = Path(__file__).resolve().parents[3] / "samples" / "corpus"
+DOCUMENTS = ("honeybees.md", "volcanoes.txt")
+QUESTION = "How do honey bees tell each other where the flowers are?"
+PASSWORD = "correct horse battery staple"
+DATABASE = "knowledgetree"
+METRICS = "/var/lib/prometheus/node-exporter/knowledgetree_backup.prom"
+
+
+def api(appliance: Appliance, method: str, path: str, **kwargs):
+    return kt_target.api(method, path, site=appliance.site, **kwargs)
+
+
+def sign_in(appliance: Appliance, email: str) -> str:
+    body = {"email": email, "password": PASSWORD}
+    return ok_json(api(appliance, "POST", "/auth/login", body=body), 200)["access_token"]
+
+
+def make_user_with_data(appliance: Appliance) -> dict:
+    """A user, a project with two documents (indexed) and a cited conversation."""
+    email = f"drill-{uuid.uuid4().hex[:8]}@example.com"
+    ok_json(
+        api(appliance, "POST", "/auth/register", body={"email": email, "password": PASSWORD}), 201
+    )
+    token = sign_in(appliance, email)
+    project = ok_json(api(appliance, "POST", "/projects", token=token, body={"name": "Drill"}), 201)
+    form = tuple(f"files=@{SAMPLES / name}" for name in DOCUMENTS)
+    uploaded = ok_json(
+        api(appliance, "POST", f"/projects/{project['id']}/documents", token=token, form=form), 202
+    )
+    deadline = time.monotonic() + 300
+    for document in uploaded:
+        while True:
+            url = f"/projects/{project['id']}/documents/{document['id']}"
+            status = ok_json(api(appliance, "GET", url, token=token), 200)["status"]
+            if status in ("ready", "failed") or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert status == "ready", document
+    answer = ok_json(
+        api(
+            appliance,
+            "POST",
+            "/chat",
+            token=token,
+            body={"message": QUESTION, "project_id": project["id"]},
+        ),
+        200,
+    )
+    assert answer["message"]["sources"], answer
+    return {"email": email, "project": project["id"], "conversation": answer["conversation_id"]}
+
+
+def row_counts() -> dict[str, int]:
+    """Exact row counts of every table of the app database."""
+    sql = (
+        "SELECT string_agg(format('SELECT %L, count(*) FROM public.%I', tablename, tablename),"
+        " ' UNION ALL ') FROM pg_tables WHERE schemaname = 'public'"
+    )
+    union = on_host(
+        APP_HOST, f'runuser -u postgres -- psql -d {DATABASE} -tAc "{sql}"'
+    ).stdout.strip()
+    assert union, "no tables in the app database"
+    out = on_host(
+        APP_HOST, f"runuser -u postgres -- psql -d {DATABASE} -tA -F ' ' -c \"{union}\""
+    ).stdout
+    return {
+        table: int(n) for table, n in (line.split() for line in out.splitlines() if line.strip())
+    }
+
+
+def upload_checksums() -> dict[str, str]:
+    out = on_host(
+        APP_HOST, "cd /var/lib/knowledgetree && find uploads -type f -exec sha256sum {} +"
+    ).stdout
+    return {path: digest for digest, path in (line.split(maxsplit=1) for line in out.splitlines())}
+
+
+def metrics() -> dict[str, float]:
+    out = on_host(APP_HOST, f"cat {METRICS}").stdout
+    return {
+        name: float(value)
+        for name, value in re.findall(r"^(\S+\{[^}]*\}) (\S+)$", out, re.MULTILINE)
+    }
+
+
+@pytest.fixture(scope="module")
+def drill(appliance: Appliance) -> dict:
+    users = [make_user_with_data(appliance) for _ in range(2)]
+    return {"users": users}
+
+
+def test_backup_to_local_and_offsite(appliance: Appliance, drill: dict):
+    first = playbook("ansible/backup.yml")
+    assert first.rc == 0, first.output[-4000:]
+    record_result("first_backup_seconds", first.seconds)
+    found = metrics()
+    for repo in ("local", "offsite"):
+        assert found[f'knowledgetree_backup_last_run_status{{repository="{repo}"}}'] == 1
+        assert found[f'knowledgetree_backup_last_size_bytes{{repository="{repo}"}}'] > 0
+    record_result(
+        "first_backup_size_bytes",
+        found['knowledgetree_backup_last_size_bytes{repository="offsite"}'],
+    )
+    record_result(
+        "first_backup_added_bytes_offsite",
+        found['knowledgetree_backup_last_added_bytes{repository="offsite"}'],
+    )
+    repo_size = on_host(
+        APP_HOST, "du -sb /var/backups/knowledgetree/restic | cut -f1"
+    ).stdout.strip()
+    record_result("local_repository_bytes_after_first_backup", int(repo_size))
+
+    # A small change (one more user), then the incremental backup the timer would make.
+    late = {"email": f"late-{uuid.uuid4().hex[:8]}@example.com", "password": PASSWORD}
+    ok_json(api(appliance, "POST", "/auth/register", body=late), 201)
+    second = playbook("ansible/backup.yml")
+    assert second.rc == 0, second.output[-4000:]
+    record_result("incremental_backup_seconds", second.seconds)
+    added = metrics()['knowledgetree_backup_last_added_bytes{repository="offsite"}']
+    record_result("incremental_backup_added_bytes_offsite", added)
+    snapshots = on_host(APP_HOST, "knowledgetree-restic offsite snapshots --json").stdout
+    tags = {tag for snapshot in json.loads(snapshots) for tag in snapshot["tags"]}
+    assert {"db", "globals", "files"} <= tags
+    drill["counts"] = row_counts()
+    drill["checksums"] = upload_checksums()
+    assert drill["counts"]["users"] >= 3 and drill["checksums"]
+
+
+def test_restore_refuses_a_database_with_tables(drill: dict):
+    refused = playbook("ansible/restore.yml")
+    assert refused.rc != 0
+    assert "restore_force=true" in refused.output, refused.output[-3000:]
+    assert row_counts() == drill["counts"]
+
+
+def test_restore_from_offsite_after_losing_database_uploads_and_local_repository(
+    appliance: Appliance, drill: dict
+):
+    on_host(APP_HOST, "systemctl stop 'knowledgetree@*.service'")
+    on_host(APP_HOST, f"runuser -u postgres -- dropdb --force {DATABASE}")
+    on_host(APP_HOST, "rm -rf /var/lib/knowledgetree/uploads /var/backups/knowledgetree/restic")
+    on_host(APP_HOST, "systemctl start knowledgetree@blue.service")
+
+    restored = playbook("ansible/restore.yml", "-e", "restore_repository=offsite")
+    assert restored.rc == 0, restored.output[-6000:]
+    record_result("restore_from_offsite_seconds", restored.seconds)
+
+    assert row_counts() == drill["counts"]
+    assert upload_checksums() == drill["checksums"]
+    for user in drill["users"]:
+        token = sign_in(appliance, user["email"])
+        saved = ok_json(
+            api(appliance, "GET", f"/conversations/{user['conversation']}", token=token), 200
+        )
+        assert [m["role"] for m in saved["messages"]] == ["user", "assistant"]
+        assert saved["messages"][1]["sources"], saved
+        found = ok_json(api(appliance, "POST", f"/projects/{user['project']}/search", token=token,
+                            body={"query": QUESTION, "top_k": 3}), 200)  # fmt: skip
+        assert found["results"][0]["document_name"] == "honeybees.md"
+
+
+def _failed_run(expected_message: str) -> None:
+    run = playbook("ansible/backup.yml")
+    assert run.rc != 0
+    journal = on_host(
+        APP_HOST, "journalctl -u knowledgetree-backup.service -p err --since -5min --no-pager"
+    ).stdout
+    assert expected_message in journal, journal[-3000:]
+    found = metrics()
+    assert found['knowledgetree_backup_last_run_status{repository="offsite"}'] == 0
+    assert found['knowledgetree_backup_last_run_status{repository="local"}'] == 1
+    # The last success stays what it was, so an alert on its age keeps counting.
+    assert found['knowledgetree_backup_last_success_timestamp_seconds{repository="offsite"}'] > 0
+
+
+def test_wrong_offsite_password_is_a_failed_run(drill: dict):
+    password = "/etc/restic/offsite.password"
+    on_host(APP_HOST, f"cp -p {password} {password}.drill && echo not-the-password > {password}")
+    try:
+        _failed_run("repository offsite: WRONG PASSWORD")
+    finally:
+        on_host(APP_HOST, f"mv {password}.drill {password}")
+
+
+def test_unreachable_offsite_is_a_failed_run(drill: dict):
+    app_address = inventory_vars(APP_HOST)["ansible_host"]
+    block = (
+        "nft add table inet drill && nft add chain inet drill input "
+        "'{ type filter hook input priority -10; }' && "
+        f"nft add rule inet drill input ip saddr {app_address} tcp dport 22 drop"
+    )
+    on_host(OFFSITE_HOST, block)
+    try:
+        _failed_run("repository offsite: cannot open it")
+    finally:
+        on_host(OFFSITE_HOST, "nft delete table inet drill")
