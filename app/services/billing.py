@@ -30,6 +30,7 @@ from app.core.config import Settings
 from app.core.plans import PLANS, Plan, plan_for_price
 from app.models.billing import BillingCustomer, Subscription
 from app.models.user import User
+from app.schemas.billing import InvoiceRead
 from app.services import usage
 
 logger = logging.getLogger(__name__)
@@ -313,22 +314,7 @@ async def cancel_subscription(
     return await _store_subscription(session, settings, updated, user_id=user.id)
 
 
-@dataclass(frozen=True)
-class Invoice:
-    id: str
-    number: str | None
-    status: str | None
-    currency: str
-    amount_due: int
-    amount_paid: int
-    created: datetime
-    period_start: datetime | None
-    period_end: datetime | None
-    hosted_invoice_url: str | None
-    invoice_pdf: str | None
-
-
-async def list_invoices(session: AsyncSession, settings: Settings, user: User) -> list[Invoice]:
+async def list_invoices(session: AsyncSession, settings: Settings, user: User) -> list[InvoiceRead]:
     """The user's invoices, newest first (none before their first checkout)."""
     customer = await session.get(BillingCustomer, user.id)
     if customer is None:
@@ -339,7 +325,7 @@ async def list_invoices(session: AsyncSession, settings: Settings, user: User) -
         )
     )
     return [
-        Invoice(
+        InvoiceRead(
             id=invoice["id"],
             number=invoice.get("number"),
             status=invoice.get("status"),

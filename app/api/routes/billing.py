@@ -135,8 +135,7 @@ async def list_invoices(
     user: CurrentUser, session: SessionDep, settings: SettingsDep
 ) -> list[InvoiceRead]:
     """Billing history, newest first (the last 24 invoices)."""
-    invoices = await billing.list_invoices(session, settings, user)
-    return [InvoiceRead.model_validate(invoice, from_attributes=True) for invoice in invoices]
+    return await billing.list_invoices(session, settings, user)
 
 
 @router.post(
