@@ -40,7 +40,22 @@ async def _start_query_encoder(app: FastAPI) -> None:
     start_query_encoder(app.state.settings)
 
 
-STARTUP_HOOKS: list[LifecycleHook] = [_start_ingest_worker, _start_query_encoder]
+async def _sweep_partial_uploads(app: FastAPI) -> None:
+    import asyncio
+    import logging
+
+    from app.services.uploads import sweep_partial_uploads
+
+    removed = await asyncio.to_thread(sweep_partial_uploads, app.state.settings)
+    if removed:
+        logging.getLogger(__name__).info("removed %d interrupted upload(s)", removed)
+
+
+STARTUP_HOOKS: list[LifecycleHook] = [
+    _sweep_partial_uploads,
+    _start_ingest_worker,
+    _start_query_encoder,
+]
 
 
 async def _finish_chat_turns(app: FastAPI) -> None:

@@ -97,7 +97,9 @@ async def register_uploads(
                 outcomes.append(UploadOutcome(existing, duplicate=True))
                 continue
             document_id = uuid.uuid4()
-            relative = Path(str(project.id)) / f"{document_id}{Path(staged.filename).suffix}"
+            # Named by id and detected kind: the client's extension may be anything (250
+            # characters made the name too long for the file system).
+            relative = Path(str(project.id)) / f"{document_id}.{kind.value}"
             target = settings.uploads_dir / relative
             target.parent.mkdir(parents=True, exist_ok=True)
             staged.path.replace(target)  # same filesystem: an atomic rename

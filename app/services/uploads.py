@@ -7,8 +7,10 @@ an ``UploadRejected`` with a ``reason``; the API layer decides what HTTP answer 
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import re
+import time
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -60,6 +62,27 @@ def safe_filename(raw: str) -> str:
         name = (stem[: 254 - len(suffix)] + dot + suffix) if dot and len(suffix) < 20 else name
         name = name[:255]
     return name
+
+
+# An upload in progress writes its .part file continuously; one untouched this long
+# was left by a process that died mid-upload (the other blue-green colour may be
+# receiving right now, so age, not "before this start", decides).
+STALE_PART_SECONDS = 3600
+
+
+def sweep_partial_uploads(settings: Settings, *, now: float | None = None) -> int:
+    """Delete ``.part`` files of uploads interrupted by a crash; returns how many."""
+    directory = incoming_dir(settings)
+    if not directory.is_dir():
+        return 0
+    cutoff = (now if now is not None else time.time()) - STALE_PART_SECONDS
+    removed = 0
+    for path in directory.glob("*.part"):
+        with contextlib.suppress(FileNotFoundError):
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+    return removed
 
 
 def discard(files: Iterable[StagedFile]) -> None:
