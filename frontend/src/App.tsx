@@ -11,12 +11,11 @@ import { PricingPage } from "./pages/PricingPage";
 import { ProjectPage } from "./pages/ProjectPage";
 import { ProjectsPage } from "./pages/ProjectsPage";
 
-/** Pricing is public: with the app's layout when logged in, a plain header otherwise. */
+/** Pricing is public: the app's layout, with "Log in / Sign up" for a visitor. */
 function Public({ children }: { children: ReactNode }) {
   const { user, loading } = useAuth();
   if (loading) return <p className="centered">Loading…</p>;
-  if (user) return <Layout>{children}</Layout>;
-  return <Layout anonymous>{children}</Layout>;
+  return <Layout anonymous={!user}>{children}</Layout>;
 }
 
 function RequireAuth({ children }: { children: ReactNode }) {

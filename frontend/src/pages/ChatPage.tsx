@@ -1,7 +1,7 @@
 import { useQuery, useQueryClient } from "@tanstack/react-query";
 import { useEffect, useState } from "react";
 import { useNavigate, useParams, useSearchParams } from "react-router-dom";
-import { api, type Conversation, unwrap } from "../api/client";
+import { api, type Conversation, errorMessage, unwrap } from "../api/client";
 import { ArtifactsPanel } from "../chat/ArtifactsPanel";
 import { ChatSettings, loadSettings, type Settings, saveSettings } from "../chat/ChatSettings";
 import { Composer } from "../chat/Composer";
@@ -46,6 +46,7 @@ export function ChatPage() {
   const [sidebarOpen, setSidebarOpen] = useState(false);
   const [citation, setCitation] = useState<{ messageId: string | null; n: number } | null>(null);
   const [artifactId, setArtifactId] = useState<string | null>(null);
+  const [artifactError, setArtifactError] = useState<string | null>(null);
 
   const messages = conversation.data?.messages ?? [];
 
@@ -147,12 +148,15 @@ export function ChatPage() {
     const result = await api.POST("/api/artifacts", {
       body: { message_id: messageId, kind: "markdown", title: question?.slice(0, 120) },
     });
-    if (result.data) {
-      void queryClient.invalidateQueries({ queryKey: ["artifacts"] });
-      setArtifactId(result.data.id);
-      setPanel("artifacts");
-      setPanelOpen(true);
+    if (!result.data) {
+      setArtifactError(errorMessage(result.error, "The artifact could not be saved"));
+      return;
     }
+    setArtifactError(null);
+    void queryClient.invalidateQueries({ queryKey: ["artifacts"] });
+    setArtifactId(result.data.id);
+    setPanel("artifacts");
+    setPanelOpen(true);
   };
 
   const banner = chat.banner;
@@ -183,6 +187,14 @@ export function ChatPage() {
             {panelOpen ? "Hide panel" : "Sources & artifacts"}
           </button>
         </div>
+        {artifactError && (
+          <p className="error-banner" role="alert">
+            {artifactError}
+            <button type="button" className="small ghost" onClick={() => setArtifactError(null)}>
+              Dismiss
+            </button>
+          </p>
+        )}
         {conversation.isError && (
           <p className="error-banner" role="alert">
             {(conversation.error as Error).message}
