@@ -253,6 +253,14 @@ class Settings(BaseSettings):
         description="Threads that embed batches in parallel during ingestion, each with "
         "TORCH_THREADS intra-op threads (one per core is fastest).",
     )
+    ingest_max_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=100,
+        description="Times a document is taken up again after its processing was "
+        "interrupted (the app stopped or crashed meanwhile); then it is marked failed, so "
+        "one file that kills the process cannot crash-loop the app.",
+    )
     ingest_concurrency: int = Field(
         default=2,
         ge=1,

@@ -78,6 +78,12 @@ class Document(UUIDPrimaryKeyMixin, TimestampMixin, Base):
     error: Mapped[str | None] = mapped_column(Text)
     page_count: Mapped[int | None] = mapped_column(Integer)
     chunk_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
+    # Times a worker claimed it. A document whose processing kills the process is found
+    # 'processing' at the next start; past INGEST_MAX_ATTEMPTS it fails instead of
+    # being taken up again (one bad file must not crash-loop the app).
+    attempts: Mapped[int] = mapped_column(
+        SmallInteger, nullable=False, default=0, server_default="0"
+    )
     # The model whose vectors the chunks hold (reindex after a change of EMBEDDING_MODEL).
     embedding_model: Mapped[str | None] = mapped_column(String(200))
 

@@ -26,6 +26,10 @@ logger = logging.getLogger(__name__)
 
 POLL_SECONDS = 5.0  # look for work queued by other processes (CLI, sibling app)
 ORPHAN_SWEEP_SECONDS = 60.0
+GAVE_UP = (
+    "Processing this file stopped the app every time it was tried, so it was given up; "
+    "it may be too large or malformed. Delete it, or split it and upload the parts."
+)
 
 
 def _lock_key(document_id: uuid.UUID) -> int:
@@ -200,7 +204,12 @@ class IngestWorker:
             await session.execute(
                 update(Document)
                 .where(Document.id == document_id)
-                .values(status=DocumentStatus.PROCESSING, progress=0, error=None)
+                .values(
+                    status=DocumentStatus.PROCESSING,
+                    progress=0,
+                    error=None,
+                    attempts=Document.attempts + 1,
+                )
             )
             await session.commit()
             return document_id
@@ -214,7 +223,9 @@ class IngestWorker:
             await lock_connection.commit()
 
     async def requeue_orphans(self) -> int:
-        """Put ``processing`` documents whose worker is gone back to ``queued``."""
+        """Put ``processing`` documents whose worker is gone back to ``queued``; one
+        whose processing was interrupted INGEST_MAX_ATTEMPTS times becomes ``failed``
+        (it probably killed the process each time)."""
         requeued = 0
         async with self.sessionmaker() as session, self.engine.connect() as lock_connection:
             ids = (
@@ -228,12 +239,19 @@ class IngestWorker:
                 if not free:
                     continue  # a live worker (maybe in another process) is on it
                 try:
+                    orphan = (Document.id == document_id) & (
+                        Document.status == DocumentStatus.PROCESSING
+                    )
+                    gave_up = await session.execute(
+                        update(Document)
+                        .where(orphan, Document.attempts >= self.settings.ingest_max_attempts)
+                        .values(status=DocumentStatus.FAILED, progress=0, error=GAVE_UP)
+                    )
+                    if gave_up.rowcount:
+                        logger.warning("document %s failed after repeated crashes", document_id)
                     result = await session.execute(
                         update(Document)
-                        .where(
-                            Document.id == document_id,
-                            Document.status == DocumentStatus.PROCESSING,
-                        )
+                        .where(orphan)
                         .values(status=DocumentStatus.QUEUED, progress=0)
                     )
                     await session.commit()
