@@ -78,6 +78,7 @@ lint-frontend: $(STAMP) $(NODE_STAMP) $(E2E_STAMP) ## Biome, tsc, and the typed 
 	$(BIN)/python scripts/openapi_schema.py --check
 	cd frontend && npm run lint
 	cd tests/e2e && ../../frontend/node_modules/.bin/tsc -p .
+	frontend/node_modules/.bin/biome check --config-path=frontend/biome.json tests/e2e/*.ts bench/*.mjs
 
 format: $(STAMP) ## Apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix app tests bench scripts

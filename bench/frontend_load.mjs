@@ -10,7 +10,7 @@
 //    server (SPA fallback, gzip) and waits for the login form, the first screen of a
 //    new visitor; median of N runs, on loopback and with a throttled profile (4x CPU
 //    slowdown, 1.6 Mbit/s, 150 ms RTT: a mid-range phone on slow 4G).
-import { createReadStream, readFileSync, readdirSync, statSync } from "node:fs";
+import { createReadStream, readdirSync, readFileSync, statSync } from "node:fs";
 import { createServer } from "node:http";
 import { createRequire } from "node:module";
 import path from "node:path";
@@ -28,7 +28,9 @@ const kB = (bytes) => `${(bytes / 1000).toFixed(1)} kB`;
 // --- 1. bytes ---
 const html = readFileSync(path.join(dist, "index.html"), "utf8");
 const initial = [...html.matchAll(/(?:src|href)="\/(assets\/[^"]+\.js)"/g)].map((m) => m[1]);
-const all = readdirSync(path.join(dist, "assets")).filter((f) => f.endsWith(".js")).map((f) => `assets/${f}`);
+const all = readdirSync(path.join(dist, "assets"))
+  .filter((f) => f.endsWith(".js"))
+  .map((f) => `assets/${f}`);
 const lazy = all.filter((f) => !initial.includes(f));
 const initialGzip = initial.reduce((sum, f) => sum + gz(f), 0);
 const css = [...html.matchAll(/href="\/(assets\/[^"]+\.css)"/g)].map((m) => m[1]);
@@ -40,7 +42,12 @@ console.log("Loaded later (lazy):");
 for (const f of lazy) console.log(`  ${f.padEnd(40)} ${kB(gz(f))}`);
 
 // --- 2. time to first render ---
-const types = { ".js": "text/javascript", ".css": "text/css", ".html": "text/html", ".svg": "image/svg+xml" };
+const types = {
+  ".js": "text/javascript",
+  ".css": "text/css",
+  ".html": "text/html",
+  ".svg": "image/svg+xml",
+};
 const server = createServer((request, response) => {
   const url = new URL(request.url, "http://x");
   let file = path.join(dist, path.normalize(url.pathname));
@@ -60,7 +67,13 @@ await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
 const base = `http://127.0.0.1:${server.address().port}`;
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
+  args: [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+  ],
 });
 
 async function firstRender(throttled) {

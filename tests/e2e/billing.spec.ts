@@ -1,6 +1,6 @@
 // Plans, Stripe Checkout (through the Stripe stand-in), the account page, and the upgrade
 // prompt when a plan limit answers 402.
-import { expect, expectAccessible, screenshot, signUp, standInCheckoutPage, test, unique } from "./helpers";
+import { expect, expectAccessible, screenshot, standInCheckoutPage, test, unique } from "./helpers";
 
 test("pricing → checkout → account shows Starter; a limit offers the upgrade", async ({ page }) => {
   await test.step("the pricing page, logged out", async () => {
@@ -60,7 +60,10 @@ test("pricing → checkout → account shows Starter; a limit offers the upgrade
 
   await test.step("cancel at the end of the period", async () => {
     await page.getByRole("button", { name: "Cancel subscription" }).click();
-    await page.getByRole("dialog", { name: "Cancel your subscription?" }).getByRole("button", { name: "Cancel subscription" }).click();
+    await page
+      .getByRole("dialog", { name: "Cancel your subscription?" })
+      .getByRole("button", { name: "Cancel subscription" })
+      .click();
     await expect(page.getByText(/Cancelled: ends on/)).toBeVisible();
     await expect(page.getByTestId("plan-name")).toHaveText("Starter"); // until the period ends
   });

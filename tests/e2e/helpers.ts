@@ -26,8 +26,8 @@ const CONTROL = `http://127.0.0.1:${process.env.E2E_CONTROL_PORT ?? "8766"}`;
 
 /** A one-page PDF (Helvetica text, one line per string) built byte by byte. */
 export function makePdf(lines: string[]): Buffer {
-  const escape = (text: string) => text.replace(/[\\()]/g, (c) => `\\${c}`);
-  const stream = `BT /F1 12 Tf 16 TL 72 740 Td ${lines.map((l) => `(${escape(l)}) '`).join(" ")} ET`;
+  const pdfString = (text: string) => text.replace(/[\\()]/g, (c) => `\\${c}`);
+  const stream = `BT /F1 12 Tf 16 TL 72 740 Td ${lines.map((l) => `(${pdfString(l)}) '`).join(" ")} ET`;
   const objects = [
     "<< /Type /Catalog /Pages 2 0 R >>",
     "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
@@ -52,7 +52,10 @@ export function makePdf(lines: string[]): Buffer {
 export async function expectAccessible(page: Page, name: string): Promise<void> {
   const results = await new AxeBuilder({ page }).analyze();
   const bad = results.violations.filter((v) => v.impact === "serious" || v.impact === "critical");
-  const report = bad.map((v) => `${v.id} (${v.impact}): ${v.help} — ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`);
+  const report = bad.map(
+    (v) =>
+      `${v.id} (${v.impact}): ${v.help} — ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`,
+  );
   expect(report, `accessibility of ${name}`).toEqual([]);
 }
 
@@ -62,7 +65,10 @@ export async function screenshot(page: Page, name: string): Promise<void> {
 
 /** The next answer from the model stand-in fails this way (see stack.py). */
 export async function scriptModel(script: Record<string, unknown>): Promise<void> {
-  const response = await fetch(`${CONTROL}/script`, { method: "POST", body: JSON.stringify(script) });
+  const response = await fetch(`${CONTROL}/script`, {
+    method: "POST",
+    body: JSON.stringify(script),
+  });
   expect(response.status).toBe(204);
 }
 
@@ -82,7 +88,11 @@ export async function standInCheckoutPage(page: Page): Promise<void> {
 
 export const unique = () => `${Date.now()}-${Math.floor(Math.random() * 1e6)}`;
 
-export async function signUp(page: Page, email: string, password = "correct horse battery"): Promise<void> {
+export async function signUp(
+  page: Page,
+  email: string,
+  password = "correct horse battery",
+): Promise<void> {
   await page.goto("/register");
   await page.getByLabel("E-mail").fill(email);
   await page.getByLabel("Password").fill(password);

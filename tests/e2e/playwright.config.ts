@@ -13,7 +13,8 @@ const webPort = process.env.E2E_WEB_PORT ?? "4180";
 function productionCsp(): string {
   const defaults = readFileSync(path.join(root, "roles/nginx/defaults/main.yml"), "utf8");
   const folded = /^nginx_content_security_policy: >-\n((?: {2}.*\n)+)/m.exec(defaults);
-  if (!folded) throw new Error("nginx_content_security_policy not found in roles/nginx/defaults/main.yml");
+  if (!folded)
+    throw new Error("nginx_content_security_policy not found in roles/nginx/defaults/main.yml");
   return folded[1].replace(/\s+/g, " ").trim();
 }
 
