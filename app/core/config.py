@@ -253,6 +253,18 @@ class Settings(BaseSettings):
         description="Threads that embed batches in parallel during ingestion, each with "
         "TORCH_THREADS intra-op threads (one per core is fastest).",
     )
+    ingest_max_pages: int = Field(
+        default=2000, ge=1, description="Most pages of a PDF; a longer one fails with the reason."
+    )
+    ingest_max_characters: int = Field(
+        default=5_000_000,
+        ge=1000,
+        description="Most characters of text in one document (about 2,500 pages of prose); "
+        "a larger one fails with the reason instead of filling memory and the index.",
+    )
+    ingest_max_chunks: int = Field(
+        default=20_000, ge=1, description="Most passages (chunks) one document may make."
+    )
     ingest_max_attempts: int = Field(
         default=3,
         ge=1,

@@ -80,6 +80,7 @@ async def register_uploads(
     """
     outcomes: list[UploadOutcome] = []
     moved: list[Path] = []
+    replaced: list[Path] = []
     by_hash: dict[str, Document] = {}
     try:
         for staged, kind in zip(files, kinds, strict=True):
@@ -89,7 +90,9 @@ async def register_uploads(
                 )
             )
             if existing is not None and existing.status == DocumentStatus.FAILED:
-                # Same content failed before: try again with a fresh document.
+                # Same content failed before: try again with a fresh document (the
+                # old one's file, kept after an internal error, goes once this commits).
+                replaced.append(stored_file(settings, existing))
                 await session.delete(existing)
                 await session.flush()
                 existing = None
@@ -135,6 +138,8 @@ async def register_uploads(
         for path in moved:
             path.unlink(missing_ok=True)
         raise
+    for path in replaced:
+        path.unlink(missing_ok=True)
     for outcome in outcomes:
         await session.refresh(outcome.document)
     return outcomes

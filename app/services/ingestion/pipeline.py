@@ -1,8 +1,11 @@
 """The ingestion pipeline for one claimed document: parse -> chunk -> embed -> store.
 
 Progress: parse 10 %, chunk 15 %, embed 15-95 % (saved every second), stored -> ``ready``
-(100 %). Any failure -> ``failed`` with the reason, and the document's chunks and file
-are removed. Idempotent: a re-run replaces whatever chunks an earlier run left.
+(100 %). A document the app cannot take (unreadable, over INGEST_MAX_PAGES, _CHARACTERS
+or _CHUNKS) -> ``failed`` with the reason, its chunks and file removed. An internal
+error (the database, the disk, a bug) -> ``failed`` too, but the file is kept: it is
+the only copy and may be fine. Idempotent: a re-run replaces whatever chunks an
+earlier run left.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from app.core.config import Settings
 from app.models.document import Document, DocumentStatus
 from app.services import embeddings
 from app.services.documents import stored_file
-from app.services.parsing import DocumentKind, ParseError, parse_file
+from app.services.parsing import DocumentKind, ParsedDocument, ParseError, parse_file
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +103,7 @@ async def process_document(
             if not path.is_file():
                 raise ParseError("The uploaded file is missing from the server's storage.")
             parsed = await asyncio.to_thread(parse_file, path, DocumentKind(document.kind))
+            _check_size(parsed, settings)
             await asyncio.to_thread(embeddings.load_model, settings)
             splitter = make_splitter(
                 embeddings.effective_chunk_size(settings),
@@ -109,6 +113,11 @@ async def process_document(
             chunks = await asyncio.to_thread(chunk_sections, parsed.sections, splitter)
             if not chunks:
                 raise ParseError("No extractable text was found in the document.")
+            if len(chunks) > settings.ingest_max_chunks:
+                raise ParseError(
+                    f"The document makes {len(chunks):,} passages, more than the limit of "
+                    f"{settings.ingest_max_chunks:,} (INGEST_MAX_CHUNKS); split it."
+                )
             # One write for both (each commit waits for the disk), and the check that
             # the document was not deleted meanwhile, before the costly embedding.
             await _update(session, document_id, page_count=parsed.page_count, progress=15)
@@ -160,6 +169,7 @@ async def process_document(
                 path,
                 f"Processing failed because of an internal error ({type(error).__name__}). "
                 "Upload the file again to retry; if it keeps failing, tell the administrator.",
+                keep_file=True,
             )
             return DocumentStatus.FAILED
 
@@ -179,8 +189,31 @@ async def _delete_chunks(session: AsyncSession, document_id: uuid.UUID) -> None:
     await session.commit()
 
 
-async def _fail(session: AsyncSession, document_id: uuid.UUID, path: Path, reason: str) -> None:
-    """Mark ``failed`` with ``reason``; remove its chunks and its file (nothing half-done)."""
+def _check_size(parsed: ParsedDocument, settings: Settings) -> None:
+    """Refuse what would hold too much memory or embedding time (ParseError)."""
+    if parsed.page_count is not None and parsed.page_count > settings.ingest_max_pages:
+        raise ParseError(
+            f"The document has {parsed.page_count:,} pages, more than the limit of "
+            f"{settings.ingest_max_pages:,} (INGEST_MAX_PAGES); split it."
+        )
+    characters = sum(len(section.text) for section in parsed.sections)
+    if characters > settings.ingest_max_characters:
+        raise ParseError(
+            f"The document has {characters:,} characters of text, more than the limit of "
+            f"{settings.ingest_max_characters:,} (INGEST_MAX_CHARACTERS); split it."
+        )
+
+
+async def _fail(
+    session: AsyncSession,
+    document_id: uuid.UUID,
+    path: Path,
+    reason: str,
+    *,
+    keep_file: bool = False,
+) -> None:
+    """Mark ``failed`` with ``reason``; remove its chunks and (unless ``keep_file``: an
+    internal error, the file may be fine) its file."""
     await session.rollback()
     await _delete_chunks(session, document_id)
     with contextlib.suppress(DocumentVanished):
@@ -192,4 +225,5 @@ async def _fail(session: AsyncSession, document_id: uuid.UUID, path: Path, reaso
             progress=0,
             chunk_count=0,
         )
-    await asyncio.to_thread(path.unlink, missing_ok=True)
+    if not keep_file:
+        await asyncio.to_thread(path.unlink, missing_ok=True)
