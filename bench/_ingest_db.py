@@ -62,6 +62,37 @@ def bench_database(name: str) -> Iterator[object]:
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
+async def register_files(worker, paths: list[Path], name: str):
+    """A fresh user and project with ``paths`` registered as queued documents, as the
+    upload route registers them; returns the project."""
+    import hashlib
+    import uuid
+
+    from app.models.project import Project
+    from app.models.user import User
+    from app.services import documents
+    from app.services.uploads import StagedFile, incoming_dir
+
+    settings = worker.settings
+    async with worker.sessionmaker() as session:
+        user = User(email=f"{uuid.uuid4().hex}@bench", password_hash="x")
+        session.add(user)
+        await session.flush()
+        project = Project(owner_id=user.id, name=name)
+        session.add(project)
+        await session.commit()
+        staged = []
+        for path in paths:
+            target = incoming_dir(settings) / f"{uuid.uuid4()}.part"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(path.read_bytes())
+            digest = hashlib.sha256(target.read_bytes()).hexdigest()
+            staged.append(StagedFile(path.name, target, size=target.stat().st_size, sha256=digest))
+        kinds = documents.check_staged(staged)
+        await documents.register_uploads(session, settings, project, staged, kinds)
+    return project
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))

@@ -24,16 +24,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import os
 import random
 import re
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
-from _ingest_db import ROOT, bench_database
+from _ingest_db import ROOT, bench_database, register_files
 
 CORPUS = ROOT / "samples" / "corpus"
 
@@ -73,33 +71,12 @@ async def run_pipeline(settings, paths: list[Path]) -> tuple[int, float, list[st
     from sqlalchemy import text
 
     from app.core.db import dispose_engines, get_engine
-    from app.models.project import Project
-    from app.models.user import User
-    from app.services import documents
     from app.services.ingestion.worker import IngestWorker
-    from app.services.uploads import StagedFile, incoming_dir
 
     engine = get_engine(settings)
     worker = IngestWorker(settings, engine)
     try:
-        async with worker.sessionmaker() as session:
-            user = User(email=f"{uuid.uuid4().hex}@bench", password_hash="x")
-            session.add(user)
-            await session.flush()
-            project = Project(owner_id=user.id, name="bench")
-            session.add(project)
-            await session.commit()
-            staged = []
-            for path in paths:
-                target = incoming_dir(settings) / f"{uuid.uuid4()}.part"
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(path.read_bytes())
-                digest = hashlib.sha256(target.read_bytes()).hexdigest()
-                staged.append(
-                    StagedFile(path.name, target, size=target.stat().st_size, sha256=digest)
-                )
-            kinds = documents.check_staged(staged)
-            await documents.register_uploads(session, settings, project, staged, kinds)
+        project = await register_files(worker, paths, "bench")
         await worker._ensure_context()  # model loading is not ingestion
         started = time.perf_counter()
         await worker.run_until_idle()

@@ -301,6 +301,15 @@ class Settings(BaseSettings):
     search_max_top_k: int = Field(
         default=50, ge=1, le=1000, description="Largest number of chunks a search may ask for."
     )
+    reranker_model: str | None = Field(
+        default=None,
+        description="sentence-transformers CrossEncoder that reorders the best fused search "
+        "results (a model name or local path already in the Hugging Face cache). Unset: no "
+        "reranking. Off by default because no such model can be installed offline.",
+    )
+    reranker_candidates: int = Field(
+        default=30, ge=2, le=200, description="Fused results the reranker reorders."
+    )
 
     # --- chat ----------------------------------------------------------------------------
     anthropic_api_key: SecretStr | None = Field(

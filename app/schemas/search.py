@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
 from app.schemas.types import name
@@ -27,6 +29,11 @@ class SearchRequest(BaseModel):
         le=1.0,
         description="Drop chunks whose cosine similarity to the query is below this (0..1).",
     )
+    mode: Literal["hybrid", "vector", "keyword"] = Field(
+        default="hybrid",
+        description="'hybrid': the vector and keyword (BM25) rankings fused, what the chat "
+        "uses; 'vector' or 'keyword': one ranking alone, to see what each contributes.",
+    )
 
 
 class SearchResult(BaseModel):
@@ -38,9 +45,18 @@ class SearchResult(BaseModel):
     page: int | None = Field(description="PDF page the chunk is on.")
     heading: str | None = Field(description="Heading path, e.g. 'Install > On Debian'.")
     similarity: float = Field(description="Cosine similarity of chunk and query embeddings.")
-    score: float = Field(description="Reciprocal-rank-fusion score the results are sorted by.")
-    vector_rank: int | None = Field(description="Rank among vector-search candidates.")
-    text_rank: int | None = Field(description="Rank among full-text candidates.")
+    score: float = Field(
+        description="Reciprocal-rank-fusion score (results are sorted by it, unless a "
+        "reranker is configured: then by the reranker, and 'rank' gives the order)."
+    )
+    vector_rank: int | None = Field(
+        description="Rank in the vector (embedding similarity) list; null: not among its "
+        "candidates."
+    )
+    text_rank: int | None = Field(
+        description="Rank in the keyword (BM25) list; null: no query term in the chunk or not "
+        "among its candidates."
+    )
 
 
 class SearchResponse(BaseModel):

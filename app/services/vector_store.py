@@ -7,14 +7,17 @@ reads and writes, plus two generated columns of ours:
     data_chunks(
       id bigserial PK, text varchar NOT NULL, metadata_ jsonb, node_id varchar,
       embedding vector(<model dimension>),
-      text_search_tsv tsvector GENERATED ALWAYS AS (to_tsvector('english', text)) STORED,
+      text_search_tsv tsvector GENERATED ALWAYS AS (to_tsvector('english',
+                  coalesce(metadata_->>'context', '') || E'\n\n' || text)) STORED,
       project_id  uuid GENERATED ALWAYS AS ((metadata_->>'project_id')::uuid)  STORED NOT NULL
                   REFERENCES projects  ON DELETE CASCADE,
       document_id uuid GENERATED ALWAYS AS ((metadata_->>'document_id')::uuid) STORED NOT NULL
                   REFERENCES documents ON DELETE CASCADE)
     indexes: chunks_idx (GIN on text_search_tsv), chunks_idx_1 (ref_doc_id),
              data_chunks_embedding_idx (HNSW, vector_cosine_ops, m / ef_construction),
-             btree on project_id and document_id.
+             btree on project_id and document_id;
+    plus the BM25 term statistics kept by triggers (migration 0008: chunk_terms,
+    term_stats, project_text_stats).
 
 LlamaIndex writes ``metadata_['document_id']`` from the node's source document id, and
 we set ``project_id`` in the metadata; Postgres derives the two columns, so a chunk can
@@ -85,7 +88,12 @@ def make_vector_store(
 def build_nodes(
     document: Document, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]
 ) -> list[TextNode]:
-    """LlamaIndex nodes for a document's chunks, with the metadata citations need."""
+    """LlamaIndex nodes for a document's chunks, with the metadata citations need.
+
+    ``context`` (title and heading path) is the only metadata in the node's embed-mode
+    content, laid out so that ``node.get_content(MetadataMode.EMBED)`` is exactly the
+    ``chunk.embedding_text`` that was embedded; the keyword index reads it too.
+    """
     from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
 
     nodes = []
@@ -97,6 +105,7 @@ def build_nodes(
             "page": chunk.page,
             "heading": chunk.heading,
             "chunk_index": chunk.index,
+            "context": chunk.context or None,
         }
         node = TextNode(
             id_=str(uuid.uuid4()),
@@ -105,8 +114,10 @@ def build_nodes(
             embedding=list(vector),
             # The "source" relationship becomes metadata_['document_id'] (and ref_doc_id).
             relationships={NodeRelationship.SOURCE: RelatedNodeInfo(node_id=str(document.id))},
-            excluded_embed_metadata_keys=list(metadata),
-            excluded_llm_metadata_keys=["project_id", "owner_id", "chunk_index"],
+            excluded_embed_metadata_keys=[key for key in metadata if key != "context"],
+            excluded_llm_metadata_keys=["project_id", "owner_id", "chunk_index", "context"],
+            metadata_template="{value}",
+            text_template="{metadata_str}\n\n{content}" if chunk.context else "{content}",
         )
         nodes.append(node)
     return nodes

@@ -19,7 +19,8 @@ router = APIRouter(prefix="/projects/{project_id}/search", tags=["search"])
 async def search_project(
     body: SearchRequest, project: OwnedProject, session: SessionDep, settings: SettingsDep
 ) -> SearchResponse:
-    """Hybrid search (vector + full-text, reciprocal rank fusion) over the project's chunks."""
+    """Hybrid search (vector + BM25 keyword ranking, reciprocal rank fusion) over the
+    project's chunks; ``mode`` shows one ranking alone."""
     # The schema bounds top_k by the largest possible setting; the setting caps it here.
     top_k = None if body.top_k is None else min(body.top_k, settings.search_max_top_k)
     hits = await retrieval.search(
@@ -29,5 +30,6 @@ async def search_project(
         top_k=top_k,
         min_similarity=body.min_similarity,
         settings=settings,
+        mode=body.mode,
     )
     return SearchResponse(query=body.query, results=[SearchResult(**asdict(hit)) for hit in hits])

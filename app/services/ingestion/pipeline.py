@@ -83,7 +83,7 @@ async def process_document(
     ctx: PipelineContext, document_id: uuid.UUID, on_progress: ProgressCallback | None = None
 ) -> DocumentStatus:
     """Parse, chunk, embed and store one (claimed) document; return its final status."""
-    from app.services.chunking import chunk_sections, make_splitter
+    from app.services.chunking import chunk_sections, document_title, make_splitter
     from app.services.vector_store import build_nodes
 
     settings = ctx.settings
@@ -110,7 +110,9 @@ async def process_document(
                 settings.chunk_overlap,
                 embeddings.token_counter(settings),
             )
-            chunks = await asyncio.to_thread(chunk_sections, parsed.sections, splitter)
+            chunks = await asyncio.to_thread(
+                chunk_sections, parsed.sections, splitter, document_title(document.filename)
+            )
             if not chunks:
                 raise ParseError("No extractable text was found in the document.")
             if len(chunks) > settings.ingest_max_chunks:
