@@ -185,6 +185,68 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/auth/password": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Change Password
+         * @description Set a new password. Every other session (refresh and access tokens) ends; the
+         *     answer is a new token pair for this one.
+         */
+        post: operations["change_password_api_auth_password_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/auth/password-reset": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Request Password Reset
+         * @description E-mail a single-use link to set a new password. The same answer whether the
+         *     address has an account; the mail leaves after the answer.
+         */
+        post: operations["request_password_reset_api_auth_password_reset_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/auth/password-reset/confirm": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Confirm Password Reset
+         * @description Set a new password with the token of the e-mailed link; every session ends.
+         */
+        post: operations["confirm_password_reset_api_auth_password_reset_confirm_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/auth/refresh": {
         parameters: {
             query?: never;
@@ -214,7 +276,11 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Register */
+        /**
+         * Register
+         * @description The same answer, after the same work, whether the address already has an account:
+         *     registration does not tell who has one.
+         */
         post: operations["register_api_auth_register_post"];
         delete?: never;
         options?: never;
@@ -255,8 +321,9 @@ export interface paths {
          * Change Plan
          * @description Upgrade or downgrade a paid subscription (Stripe prorates: an upgrade is invoiced
          *     now, a downgrade is credited on the next invoice). Changing to the free plan cancels
-         *     at the end of the period. Existing projects and documents are kept after a
-         *     downgrade; only new ones are refused above the new limits.
+         *     at the end of the period; choosing the current plan again after a cancel resumes it.
+         *     Existing projects and documents are kept after a downgrade; only new ones are
+         *     refused above the new limits.
          */
         post: operations["change_plan_api_billing_change_plan_post"];
         delete?: never;
@@ -552,6 +619,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/invitations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Create Invitation
+         * @description An invitation for one e-mail address, valid INVITATION_DAYS: the person registers
+         *     with it (`invitation` in POST /api/auth/register). Works in every registration
+         *     mode, so invitations can be sent before switching to invite-only.
+         */
+        post: operations["create_invitation_api_invitations_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/projects": {
         parameters: {
             query?: never;
@@ -684,6 +773,14 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /**
+         * Accepted
+         * @description An answer that is the same whatever the outcome (so it reveals nothing).
+         */
+        Accepted: {
+            /** Detail */
+            detail: string;
+        };
         /** AccountRead */
         AccountRead: {
             /** Email */
@@ -745,7 +842,7 @@ export interface components {
              */
             min_similarity?: number;
             /** Model */
-            model?: ("claude-sonnet-4-5" | "claude-haiku-4-5" | "claude-opus-4-1") | null;
+            model?: string | null;
             /**
              * Project Id
              * @description With `request`: project whose documents are used.
@@ -858,6 +955,21 @@ export interface components {
             /** Version */
             version: number;
         };
+        /**
+         * BillingErrorRead
+         * @description A Stripe failure: what happened, in words, and whether retrying makes sense.
+         */
+        BillingErrorRead: {
+            /** Detail */
+            detail: string;
+            /**
+             * Kind
+             * @description card_declined, unavailable, rejected or config
+             */
+            kind: string;
+            /** Retryable */
+            retryable: boolean;
+        };
         /** ChangePlanRequest */
         ChangePlanRequest: {
             /**
@@ -904,7 +1016,7 @@ export interface components {
              * Model
              * @description Claude model, one of CHAT_ALLOWED_MODELS. None: CHAT_MODEL.
              */
-            model?: ("claude-sonnet-4-5" | "claude-haiku-4-5" | "claude-opus-4-1") | null;
+            model?: string | null;
             /**
              * Project Id
              * @description Project whose documents are searched. None: no retrieval.
@@ -1187,15 +1299,38 @@ export interface components {
              */
             updated_at: string;
         };
-        /** ErrorDetail */
-        ErrorDetail: {
-            /** Detail */
-            detail: unknown;
-        };
         /** HTTPValidationError */
         HTTPValidationError: {
             /** Detail */
             detail?: components["schemas"]["ValidationError"][];
+        };
+        /** InvitationCreate */
+        InvitationCreate: {
+            /**
+             * Email
+             * Format: email
+             */
+            email: string;
+        };
+        /** InvitationRead */
+        InvitationRead: {
+            /** Email */
+            email: string;
+            /**
+             * Expires At
+             * Format: date-time
+             */
+            expires_at: string;
+            /**
+             * Register Url
+             * @description PUBLIC_URL/register?invitation=<token>
+             */
+            register_url: string;
+            /**
+             * Token
+             * @description Give it to the person: they register with it.
+             */
+            token: string;
         };
         /** InvoiceRead */
         InvoiceRead: {
@@ -1322,6 +1457,34 @@ export interface components {
              * @description complete | incomplete (cut off, partial text kept) | failed (no text)
              */
             status: string;
+        };
+        /** PasswordChangeRequest */
+        PasswordChangeRequest: {
+            /** Current Password */
+            current_password: string;
+            /**
+             * New Password
+             * @description At least 10 characters.
+             */
+            new_password: string;
+        };
+        /** PasswordResetConfirm */
+        PasswordResetConfirm: {
+            /**
+             * New Password
+             * @description At least 10 characters.
+             */
+            new_password: string;
+            /** Token */
+            token: string;
+        };
+        /** PasswordResetRequest */
+        PasswordResetRequest: {
+            /**
+             * Email
+             * Format: email
+             */
+            email: string;
         };
         /**
          * PlanLimits
@@ -1466,6 +1629,11 @@ export interface components {
              * Format: email
              */
             email: string;
+            /**
+             * Invitation
+             * @description Needed when REGISTRATION_MODE is invite-only: the token of an invitation for this address (POST /api/invitations).
+             */
+            invitation?: string | null;
             /**
              * Password
              * @description At least 10 characters.
@@ -1710,15 +1878,6 @@ export interface operations {
                     "application/json": components["schemas"]["AccountRead"];
                 };
             };
-            /** @description No token, or an invalid or expired one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorDetail"];
-                };
-            };
         };
     };
     list_artifacts_api_artifacts_get: {
@@ -1739,15 +1898,6 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ArtifactSummary"][];
-                };
-            };
-            /** @description No token, or an invalid or expired one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorDetail"];
                 };
             };
             /** @description Validation Error */
@@ -1783,22 +1933,6 @@ export interface operations {
                     "application/json": components["schemas"]["ArtifactRead"];
                 };
             };
-            /** @description The body cannot be read (not UTF-8, broken multipart) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description No token, or an invalid or expired one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorDetail"];
-                };
-            };
             /** @description A limit of the plan is reached */
             402: {
                 headers: {
@@ -1814,15 +1948,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
-            };
-            /** @description The body is over the size limit */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorDetail"];
-                };
             };
             /** @description Validation Error */
             422: {
@@ -1869,15 +1994,6 @@ export interface operations {
                     "application/json": components["schemas"]["ArtifactRead"];
                 };
             };
-            /** @description No token, or an invalid or expired one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorDetail"];
-                };
-            };
             /** @description Artifact not found */
             404: {
                 headers: {
@@ -1913,15 +2029,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
-            };
-            /** @description No token, or an invalid or expired one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorDetail"];
-                };
             };
             /** @description Artifact not found */
             404: {
@@ -1965,22 +2072,6 @@ export interface operations {
                     "application/json": components["schemas"]["ArtifactRead"];
                 };
             };
-            /** @description The body cannot be read (not UTF-8, broken multipart) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description No token, or an invalid or expired one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorDetail"];
-                };
-            };
             /** @description A limit of the plan is reached */
             402: {
                 headers: {
@@ -1996,15 +2087,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
-            };
-            /** @description The body is over the size limit */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorDetail"];
-                };
             };
             /** @description Validation Error */
             422: {
@@ -2039,15 +2121,6 @@ export interface operations {
                     "text/markdown": unknown;
                 };
             };
-            /** @description No token, or an invalid or expired one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorDetail"];
-                };
-            };
             /** @description Artifact not found */
             404: {
                 headers: {
@@ -2069,7 +2142,7 @@ export interface operations {
     regenerate_artifact_api_artifacts__artifact_id__regenerate_post: {
         parameters: {
             query?: {
-                model?: ("claude-sonnet-4-5" | "claude-haiku-4-5" | "claude-opus-4-1") | null;
+                model?: string | null;
             };
             header?: never;
             path: {
@@ -2086,15 +2159,6 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ArtifactRead"];
-                };
-            };
-            /** @description No token, or an invalid or expired one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorDetail"];
                 };
             };
             /** @description A limit of the plan is reached */
@@ -2158,15 +2222,6 @@ export interface operations {
                     "application/json": components["schemas"]["ArtifactVersionRead"][];
                 };
             };
-            /** @description No token, or an invalid or expired one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorDetail"];
-                };
-            };
             /** @description Artifact not found */
             404: {
                 headers: {
@@ -2207,28 +2262,12 @@ export interface operations {
                     "application/json": components["schemas"]["TokenPair"];
                 };
             };
-            /** @description The body cannot be read (not UTF-8, broken multipart) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
             /** @description Bad login */
             401: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content?: never;
-            };
-            /** @description The body is over the size limit */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorDetail"];
-                };
             };
             /** @description Validation Error */
             422: {
@@ -2238,6 +2277,13 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["HTTPValidationError"];
                 };
+            };
+            /** @description Too many failed logins for this address (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
         };
     };
@@ -2261,28 +2307,12 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description The body cannot be read (not UTF-8, broken multipart) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
             /** @description Not a valid refresh token */
             401: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content?: never;
-            };
-            /** @description The body is over the size limit */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorDetail"];
-                };
             };
             /** @description Validation Error */
             422: {
@@ -2313,13 +2343,122 @@ export interface operations {
                     "application/json": components["schemas"]["UserRead"];
                 };
             };
-            /** @description No token, or an invalid or expired one */
-            401: {
+        };
+    };
+    change_password_api_auth_password_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PasswordChangeRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ErrorDetail"];
+                    "application/json": components["schemas"]["TokenPair"];
+                };
+            };
+            /** @description The current password is not correct */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    request_password_reset_api_auth_password_reset_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PasswordResetRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Accepted"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description This server sends no e-mail (SMTP_HOST unset) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    confirm_password_reset_api_auth_password_reset_confirm_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PasswordResetConfirm"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The link is not valid (used, expired or mistyped) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
                 };
             };
         };
@@ -2346,28 +2485,12 @@ export interface operations {
                     "application/json": components["schemas"]["TokenPair"];
                 };
             };
-            /** @description The body cannot be read (not UTF-8, broken multipart) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
             /** @description Bad token */
             401: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content?: never;
-            };
-            /** @description The body is over the size limit */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorDetail"];
-                };
             };
             /** @description Validation Error */
             422: {
@@ -2394,36 +2517,20 @@ export interface operations {
         };
         responses: {
             /** @description Successful Response */
-            201: {
+            202: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["UserRead"];
+                    "application/json": components["schemas"]["Accepted"];
                 };
             };
-            /** @description The body cannot be read (not UTF-8, broken multipart) */
-            400: {
+            /** @description Registration is closed, or invite-only without a valid invitation */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content?: never;
-            };
-            /** @description E-mail already registered */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description The body is over the size limit */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorDetail"];
-                };
             };
             /** @description Validation Error */
             422: {
@@ -2454,21 +2561,14 @@ export interface operations {
                     "application/json": components["schemas"]["SubscriptionRead"];
                 };
             };
-            /** @description No token, or an invalid or expired one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorDetail"];
-                };
-            };
             /** @description The card was declined; nothing changed */
             402: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/json": components["schemas"]["BillingErrorRead"];
+                };
             };
             /** @description No subscription to cancel */
             409: {
@@ -2477,19 +2577,23 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Stripe rejected the request; nothing changed */
+            /** @description Stripe rejected the request */
             502: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/json": components["schemas"]["BillingErrorRead"];
+                };
             };
-            /** @description Billing not configured, or Stripe unreachable (retry later) */
+            /** @description Stripe unreachable (retry later), or billing not configured (then only `detail`) */
             503: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/json": components["schemas"]["BillingErrorRead"];
+                };
             };
         };
     };
@@ -2515,28 +2619,14 @@ export interface operations {
                     "application/json": components["schemas"]["SubscriptionRead"];
                 };
             };
-            /** @description The body cannot be read (not UTF-8, broken multipart) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description No token, or an invalid or expired one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorDetail"];
-                };
-            };
             /** @description The card was declined; nothing changed */
             402: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/json": components["schemas"]["BillingErrorRead"];
+                };
             };
             /** @description Not possible in the current subscription state (see detail) */
             409: {
@@ -2545,15 +2635,6 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description The body is over the size limit */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorDetail"];
-                };
-            };
             /** @description Unknown plan, or a plan not sold through checkout */
             422: {
                 headers: {
@@ -2561,19 +2642,23 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Stripe rejected the request; nothing changed */
+            /** @description Stripe rejected the request */
             502: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/json": components["schemas"]["BillingErrorRead"];
+                };
             };
-            /** @description Billing not configured, or Stripe unreachable (retry later) */
+            /** @description Stripe unreachable (retry later), or billing not configured (then only `detail`) */
             503: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/json": components["schemas"]["BillingErrorRead"];
+                };
             };
         };
     };
@@ -2599,28 +2684,14 @@ export interface operations {
                     "application/json": components["schemas"]["RedirectRead"];
                 };
             };
-            /** @description The body cannot be read (not UTF-8, broken multipart) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description No token, or an invalid or expired one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorDetail"];
-                };
-            };
             /** @description The card was declined; nothing changed */
             402: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/json": components["schemas"]["BillingErrorRead"];
+                };
             };
             /** @description Not possible in the current subscription state (see detail) */
             409: {
@@ -2629,15 +2700,6 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description The body is over the size limit */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorDetail"];
-                };
-            };
             /** @description Unknown plan, or a plan not sold through checkout */
             422: {
                 headers: {
@@ -2645,19 +2707,23 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Stripe rejected the request; nothing changed */
+            /** @description Stripe rejected the request */
             502: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/json": components["schemas"]["BillingErrorRead"];
+                };
             };
-            /** @description Billing not configured, or Stripe unreachable (retry later) */
+            /** @description Stripe unreachable (retry later), or billing not configured (then only `detail`) */
             503: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/json": components["schemas"]["BillingErrorRead"];
+                };
             };
         };
     };
@@ -2679,35 +2745,32 @@ export interface operations {
                     "application/json": components["schemas"]["InvoiceRead"][];
                 };
             };
-            /** @description No token, or an invalid or expired one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorDetail"];
-                };
-            };
             /** @description The card was declined; nothing changed */
             402: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/json": components["schemas"]["BillingErrorRead"];
+                };
             };
-            /** @description Stripe rejected the request; nothing changed */
+            /** @description Stripe rejected the request */
             502: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/json": components["schemas"]["BillingErrorRead"];
+                };
             };
-            /** @description Billing not configured, or Stripe unreachable (retry later) */
+            /** @description Stripe unreachable (retry later), or billing not configured (then only `detail`) */
             503: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/json": components["schemas"]["BillingErrorRead"];
+                };
             };
         };
     };
@@ -2749,21 +2812,14 @@ export interface operations {
                     "application/json": components["schemas"]["RedirectRead"];
                 };
             };
-            /** @description No token, or an invalid or expired one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorDetail"];
-                };
-            };
             /** @description The card was declined; nothing changed */
             402: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/json": components["schemas"]["BillingErrorRead"];
+                };
             };
             /** @description No billing account yet */
             409: {
@@ -2772,19 +2828,23 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Stripe rejected the request; nothing changed */
+            /** @description Stripe rejected the request */
             502: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/json": components["schemas"]["BillingErrorRead"];
+                };
             };
-            /** @description Billing not configured, or Stripe unreachable (retry later) */
+            /** @description Stripe unreachable (retry later), or billing not configured (then only `detail`) */
             503: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/json": components["schemas"]["BillingErrorRead"];
+                };
             };
         };
     };
@@ -2804,15 +2864,6 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["SubscriptionRead"];
-                };
-            };
-            /** @description No token, or an invalid or expired one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorDetail"];
                 };
             };
         };
@@ -2897,22 +2948,6 @@ export interface operations {
                     "application/json": components["schemas"]["ChatResponse"];
                 };
             };
-            /** @description The body cannot be read (not UTF-8, broken multipart) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description No token, or an invalid or expired one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorDetail"];
-                };
-            };
             /** @description A limit of the plan is reached */
             402: {
                 headers: {
@@ -2928,15 +2963,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
-            };
-            /** @description The body is over the size limit */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorDetail"];
-                };
             };
             /** @description Empty or oversized message, value out of range, or unknown model */
             422: {
@@ -2976,22 +3002,6 @@ export interface operations {
                     "text/event-stream": unknown;
                 };
             };
-            /** @description The body cannot be read (not UTF-8, broken multipart) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description No token, or an invalid or expired one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorDetail"];
-                };
-            };
             /** @description A limit of the plan is reached */
             402: {
                 headers: {
@@ -3007,15 +3017,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
-            };
-            /** @description The body is over the size limit */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorDetail"];
-                };
             };
             /** @description Empty or oversized message, value out of range, or unknown model */
             422: {
@@ -3069,15 +3070,6 @@ export interface operations {
                     "application/json": components["schemas"]["ConversationSummary"][];
                 };
             };
-            /** @description No token, or an invalid or expired one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorDetail"];
-                };
-            };
             /** @description Validation Error */
             422: {
                 headers: {
@@ -3111,15 +3103,6 @@ export interface operations {
                     "application/json": components["schemas"]["ConversationSearchHit"][];
                 };
             };
-            /** @description No token, or an invalid or expired one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorDetail"];
-                };
-            };
             /** @description Validation Error */
             422: {
                 headers: {
@@ -3149,15 +3132,6 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ConversationRead"];
-                };
-            };
-            /** @description No token, or an invalid or expired one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorDetail"];
                 };
             };
             /** @description Conversation not found */
@@ -3195,15 +3169,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
-            };
-            /** @description No token, or an invalid or expired one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorDetail"];
-                };
             };
             /** @description Conversation not found */
             404: {
@@ -3247,37 +3212,12 @@ export interface operations {
                     "application/json": components["schemas"]["ConversationSummary"];
                 };
             };
-            /** @description The body cannot be read (not UTF-8, broken multipart) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description No token, or an invalid or expired one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorDetail"];
-                };
-            };
             /** @description Conversation not found */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content?: never;
-            };
-            /** @description The body is over the size limit */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorDetail"];
-                };
             };
             /** @description Validation Error */
             422: {
@@ -3308,15 +3248,6 @@ export interface operations {
                 };
                 content: {
                     "text/markdown": unknown;
-                };
-            };
-            /** @description No token, or an invalid or expired one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorDetail"];
                 };
             };
             /** @description Conversation not found */
@@ -3357,6 +3288,46 @@ export interface operations {
             };
         };
     };
+    create_invitation_api_invitations_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["InvitationCreate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InvitationRead"];
+                };
+            };
+            /** @description Admins only */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
     list_projects_api_projects_get: {
         parameters: {
             query?: never;
@@ -3373,15 +3344,6 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ProjectRead"][];
-                };
-            };
-            /** @description No token, or an invalid or expired one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorDetail"];
                 };
             };
         };
@@ -3408,22 +3370,6 @@ export interface operations {
                     "application/json": components["schemas"]["ProjectRead"];
                 };
             };
-            /** @description The body cannot be read (not UTF-8, broken multipart) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description No token, or an invalid or expired one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorDetail"];
-                };
-            };
             /** @description A limit of the plan is reached */
             402: {
                 headers: {
@@ -3439,15 +3385,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
-            };
-            /** @description The body is over the size limit */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorDetail"];
-                };
             };
             /** @description Validation Error */
             422: {
@@ -3478,15 +3415,6 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ProjectRead"];
-                };
-            };
-            /** @description No token, or an invalid or expired one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorDetail"];
                 };
             };
             /** @description Project not found */
@@ -3524,15 +3452,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
-            };
-            /** @description No token, or an invalid or expired one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorDetail"];
-                };
             };
             /** @description Project not found */
             404: {
@@ -3576,22 +3495,6 @@ export interface operations {
                     "application/json": components["schemas"]["ProjectRead"];
                 };
             };
-            /** @description The body cannot be read (not UTF-8, broken multipart) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description No token, or an invalid or expired one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorDetail"];
-                };
-            };
             /** @description Project not found */
             404: {
                 headers: {
@@ -3605,15 +3508,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
-            };
-            /** @description The body is over the size limit */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorDetail"];
-                };
             };
             /** @description Validation Error */
             422: {
@@ -3644,15 +3538,6 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["DocumentRead"][];
-                };
-            };
-            /** @description No token, or an invalid or expired one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorDetail"];
                 };
             };
             /** @description Project or document not found */
@@ -3698,22 +3583,6 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["DocumentUploadRead"][];
-                };
-            };
-            /** @description The body cannot be read (not UTF-8, broken multipart) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description No token, or an invalid or expired one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorDetail"];
                 };
             };
             /** @description A limit of the plan is reached */
@@ -3790,15 +3659,6 @@ export interface operations {
                     "application/json": components["schemas"]["DocumentRead"];
                 };
             };
-            /** @description No token, or an invalid or expired one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorDetail"];
-                };
-            };
             /** @description Project or document not found */
             404: {
                 headers: {
@@ -3835,15 +3695,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
-            };
-            /** @description No token, or an invalid or expired one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorDetail"];
-                };
             };
             /** @description Project or document not found */
             404: {
@@ -3887,37 +3738,12 @@ export interface operations {
                     "application/json": components["schemas"]["SearchResponse"];
                 };
             };
-            /** @description The body cannot be read (not UTF-8, broken multipart) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description No token, or an invalid or expired one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorDetail"];
-                };
-            };
             /** @description Project not found */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content?: never;
-            };
-            /** @description The body is over the size limit */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorDetail"];
-                };
             };
             /** @description Validation Error */
             422: {
