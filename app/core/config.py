@@ -253,6 +253,19 @@ class Settings(BaseSettings):
         description="Threads that embed batches in parallel during ingestion, each with "
         "TORCH_THREADS intra-op threads (one per core is fastest).",
     )
+    parse_memory_mb: int = Field(
+        default=1024,
+        ge=64,
+        le=65536,
+        description="Memory one document's parser may use. Parsing runs in a child process "
+        "limited to this (beyond what it maps at start); a file that needs more fails.",
+    )
+    parse_cpu_seconds: int = Field(
+        default=120, ge=1, le=3600, description="CPU seconds one document's parser may use."
+    )
+    parse_timeout_seconds: float = Field(
+        default=300, gt=0, le=7200, description="Wall-clock time one document's parser gets."
+    )
     ingest_max_pages: int = Field(
         default=2000, ge=1, description="Most pages of a PDF; a longer one fails with the reason."
     )

@@ -25,7 +25,8 @@ from app.core.config import Settings
 from app.models.document import Document, DocumentStatus
 from app.services import embeddings
 from app.services.documents import stored_file
-from app.services.parsing import DocumentKind, ParsedDocument, ParseError, parse_file
+from app.services.isolated_parse import parse_file_isolated
+from app.services.parsing import DocumentKind, ParsedDocument, ParseError
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +103,13 @@ async def process_document(
         try:
             if not path.is_file():
                 raise ParseError("The uploaded file is missing from the server's storage.")
-            parsed = await asyncio.to_thread(parse_file, path, DocumentKind(document.kind))
+            parsed = await parse_file_isolated(
+                path,
+                DocumentKind(document.kind),
+                memory_mb=settings.parse_memory_mb,
+                cpu_seconds=settings.parse_cpu_seconds,
+                timeout_seconds=settings.parse_timeout_seconds,
+            )
             _check_size(parsed, settings)
             await asyncio.to_thread(embeddings.load_model, settings)
             splitter = make_splitter(
