@@ -4,6 +4,7 @@ import { useAuth } from "./auth/AuthProvider";
 import { Layout } from "./components/Layout";
 import { UpgradePrompt } from "./components/UpgradePrompt";
 import { AccountPage } from "./pages/AccountPage";
+import { AdminPage } from "./pages/AdminPage";
 import { AuthPage } from "./pages/AuthPage";
 import { ChatPage } from "./pages/ChatPage";
 import { CheckoutResultPage } from "./pages/CheckoutResultPage";
@@ -90,6 +91,14 @@ export function App() {
           element={
             <RequireAuth>
               <CheckoutResultPage outcome="cancel" />
+            </RequireAuth>
+          }
+        />
+        <Route
+          path="/admin"
+          element={
+            <RequireAuth>
+              <AdminPage />
             </RequireAuth>
           }
         />

@@ -86,6 +86,9 @@ export async function standInCheckoutPage(page: Page): Promise<void> {
   });
 }
 
+/** The administrator stack.py creates (the config passes it on). */
+export const ADMIN = { email: "admin@larchvalley.test", password: "admin-password-e2e" };
+
 export const unique = () => `${Date.now()}-${Math.floor(Math.random() * 1e6)}`;
 
 export async function signUp(

@@ -4,6 +4,7 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { defineConfig } from "@playwright/test";
+import { ADMIN } from "./helpers";
 
 const root = path.resolve(import.meta.dirname, "../..");
 const apiPort = process.env.E2E_API_PORT ?? "8765";
@@ -53,7 +54,12 @@ export default defineConfig({
       timeout: 120_000,
       reuseExistingServer: false,
       gracefulShutdown: { signal: "SIGTERM", timeout: 20_000 },
-      env: { E2E_API_PORT: apiPort, E2E_WEB_PORT: webPort },
+      env: {
+        E2E_API_PORT: apiPort,
+        E2E_WEB_PORT: webPort,
+        E2E_ADMIN_EMAIL: ADMIN.email,
+        E2E_ADMIN_PASSWORD: ADMIN.password,
+      },
       stdout: "pipe",
     },
     {

@@ -128,6 +128,16 @@ def main() -> None:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
         subprocess.run([KNOWLEDGETREE, "migrate"], check=True, env=env, cwd=ROOT)
+        admin = os.environ.get("E2E_ADMIN_EMAIL")
+        if admin:  # an administrator account for the admin page's test
+            subprocess.run(
+                [KNOWLEDGETREE, "create-admin", admin, "--password-stdin"],
+                input=os.environ["E2E_ADMIN_PASSWORD"],
+                text=True,
+                check=True,
+                env=env,
+                cwd=ROOT,
+            )
         server = subprocess.Popen(
             [KNOWLEDGETREE, "serve", "--host", "127.0.0.1", "--port", port], env=env, cwd=ROOT
         )

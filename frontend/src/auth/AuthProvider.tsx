@@ -10,7 +10,7 @@ type Auth = {
   user: User | null;
   loading: boolean;
   login: (email: string, password: string) => Promise<void>;
-  register: (email: string, password: string) => Promise<void>;
+  register: (email: string, password: string, invitation?: string | null) => Promise<void>;
   logout: () => Promise<void>;
 };
 
@@ -49,8 +49,8 @@ export function AuthProvider({ children }: { children: ReactNode }) {
     saveTokens(unwrap(await api.POST("/api/auth/login", { body: { email, password } })));
     await queryClient.invalidateQueries({ queryKey: ["me"] });
   };
-  const register = async (email: string, password: string) => {
-    unwrap(await api.POST("/api/auth/register", { body: { email, password } }));
+  const register = async (email: string, password: string, invitation?: string | null) => {
+    unwrap(await api.POST("/api/auth/register", { body: { email, password, invitation } }));
     await login(email, password);
   };
   const logout = async () => {

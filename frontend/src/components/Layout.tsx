@@ -27,6 +27,7 @@ export function Layout({
           {!anonymous && <NavLink to="/projects">Projects</NavLink>}
           <NavLink to="/pricing">Pricing</NavLink>
           {!anonymous && <NavLink to="/account">Account</NavLink>}
+          {user?.is_admin && <NavLink to="/admin">Admin</NavLink>}
         </nav>
         <div className="topbar-end">
           <label className="theme-select">

@@ -11,6 +11,7 @@ export function AuthPage({ mode }: { mode: "login" | "register" }) {
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
   const next = params.get("next");
+  const invitation = params.get("invitation"); // from an administrator's invitation link
   const target = next?.startsWith("/") && !next.startsWith("//") ? next : "/chat";
   if (user) return <Navigate to={target} replace />;
 
@@ -22,7 +23,7 @@ export function AuthPage({ mode }: { mode: "login" | "register" }) {
     try {
       const email = String(form.get("email"));
       const password = String(form.get("password"));
-      await (mode === "login" ? login(email, password) : register(email, password));
+      await (mode === "login" ? login(email, password) : register(email, password, invitation));
       navigate(target, { replace: true });
     } catch (failure) {
       setError((failure as Error).message);
@@ -41,6 +42,11 @@ export function AuthPage({ mode }: { mode: "login" | "register" }) {
         {params.get("expired") && isLogin && (
           <p className="notice" role="status">
             Your session has ended. Log in to continue where you were.
+          </p>
+        )}
+        {invitation && !isLogin && (
+          <p className="notice" role="status">
+            You were invited: sign up with the e-mail address the invitation was sent to.
           </p>
         )}
         {error && (
