@@ -137,10 +137,10 @@ async def test_errors_inside_a_chat_stream_are_reported(
 
 
 async def test_errors_in_background_ingestion_are_reported(settings, sentry, monkeypatch):
-    def broken_parser(*_args, **_kwargs):
+    async def broken_parser(*_args, **_kwargs):
         raise RuntimeError("parser crashed")
 
-    monkeypatch.setattr(pipeline, "parse_file", broken_parser)
+    monkeypatch.setattr(pipeline, "parse_file_isolated", broken_parser)
     app = create_app(settings.model_copy(update={"sentry_dsn": sentry.dsn}))
     async with (
         app.router.lifespan_context(app),  # starts the background ingestion worker
