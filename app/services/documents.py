@@ -15,11 +15,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import delete, select
+from sqlalchemy import ColumnElement, String, bindparam, delete, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings
+from app.models.conversation import MessageSource
 from app.models.document import Document, DocumentStatus
 from app.models.project import Project
 from app.services.parsing import CONTENT_TYPES, DocumentKind, UnsupportedFile, detect_type
@@ -167,9 +169,40 @@ async def get_document(
     )
 
 
+DELETED_SOURCE_TEXT = "(this passage's document was deleted)"
+
+
+async def forget_document_text(session: AsyncSession, where_documents: ColumnElement[bool]) -> None:
+    """Remove the text of the documents matching ``where_documents`` (a condition on
+    ``Document``) from what outlives them: the passages saved with chat answers (the
+    citation stays, its text goes) and the sources artifacts keep for regeneration
+    (dropped, so a regeneration never sends it to the model again). Part of the
+    caller's transaction."""
+    ids = (await session.scalars(select(Document.id).where(where_documents))).all()
+    if not ids:
+        return
+    await session.execute(
+        update(MessageSource)
+        .where(MessageSource.document_id.in_(ids))
+        .values(text=DELETED_SOURCE_TEXT)
+    )
+    await session.execute(
+        text(
+            "UPDATE artifacts SET sources = COALESCE((SELECT jsonb_agg(s) "
+            "FROM jsonb_array_elements(artifacts.sources) AS s "
+            "WHERE NOT (s->>'document_id' = ANY(:ids))), '[]'::jsonb) "
+            "WHERE EXISTS (SELECT 1 FROM jsonb_array_elements(artifacts.sources) AS s "
+            "WHERE s->>'document_id' = ANY(:ids))"
+        ).bindparams(bindparam("ids", type_=ARRAY(String))),
+        {"ids": [str(document_id) for document_id in ids]},
+    )
+
+
 async def delete_document(session: AsyncSession, settings: Settings, document: Document) -> None:
-    """Delete the document, its chunks (FK cascade) and its stored file."""
+    """Delete the document, its chunks (FK cascade), its text where answers and
+    artifacts kept it, and its stored file."""
     path = stored_file(settings, document)
+    await forget_document_text(session, Document.id == document.id)
     await session.execute(delete(Document).where(Document.id == document.id))
     await session.commit()
     await asyncio.to_thread(path.unlink, missing_ok=True)

@@ -16,8 +16,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings
+from app.models.document import Document
 from app.models.project import Project
-from app.services.documents import purge_project_files
+from app.services.documents import forget_document_text, purge_project_files
 
 
 class ProjectNameTakenError(Exception):
@@ -87,6 +88,7 @@ async def delete_project(session: AsyncSession, settings: Settings, project: Pro
     """Delete the project, its rows (FK cascade) and its files."""
     # A Core DELETE lets Postgres cascade (ON DELETE CASCADE) instead of the ORM loading
     # and deleting children one by one.
+    await forget_document_text(session, Document.project_id == project.id)
     await session.execute(delete(Project).where(Project.id == project.id))
     await session.commit()
     # Documents and their chunks went with the cascade; the uploaded files are on disk.
