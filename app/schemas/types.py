@@ -67,7 +67,6 @@ def given(*fields: str, exactly_one: bool = False) -> dict[str, object]:
     """JSON Schema for "at least one (or exactly one) of ``fields`` is given, not null",
     for a model's ``json_schema_extra``: the rule its model validator enforces."""
     branches = [
-        {"required": [field], "properties": {field: {"not": {"type": "null"}}}}
-        for field in fields
+        {"required": [field], "properties": {field: {"not": {"type": "null"}}}} for field in fields
     ]
     return {"oneOf" if exactly_one else "anyOf": branches}
