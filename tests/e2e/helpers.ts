@@ -86,6 +86,25 @@ export async function standInCheckoutPage(page: Page): Promise<void> {
   });
 }
 
+/** The text of the last e-mail the app sent to `to` (stack.py's SMTP server), with
+ * quoted-printable soft breaks and escapes undone. */
+export async function lastMail(to: string): Promise<string> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const messages = (await (await fetch(`${CONTROL}/mail`)).json()) as {
+      to: string;
+      text: string;
+    }[];
+    const mail = messages.filter((m) => m.to === to).at(-1);
+    if (mail) {
+      return mail.text
+        .replace(/=\r?\n/g, "")
+        .replace(/=([0-9A-F]{2})/g, (_, hex) => String.fromCharCode(Number.parseInt(hex, 16)));
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200)); // the mail leaves after the answer
+  }
+  throw new Error(`no mail to ${to}`);
+}
+
 /** The administrator stack.py creates (the config passes it on). */
 export const ADMIN = { email: "admin@larchvalley.test", password: "admin-password-e2e" };
 

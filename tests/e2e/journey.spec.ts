@@ -7,6 +7,7 @@ import type { Page } from "@playwright/test";
 import {
   expect,
   expectAccessible,
+  lastMail,
   makePdf,
   screenshot,
   scriptModel,
@@ -352,4 +353,22 @@ test("an expired session sends the user to log in, then back where they were", a
   await page.goto(projectUrl);
   await page.getByRole("button", { name: "Log out" }).click();
   await expect(page).toHaveURL(/\/login/);
+
+  // A forgotten password: the e-mailed link sets a new one.
+  await page.getByRole("link", { name: "Forgot your password?" }).click();
+  await page.getByLabel("E-mail").fill(email);
+  await page.getByRole("button", { name: "Send the link" }).click();
+  await expect(page.getByRole("status")).toContainText(
+    "a link to set a new password is on its way",
+  );
+  const link = /https?:\/\/\S+\/reset-password\?token=\S+/.exec(await lastMail(email))?.[0];
+  expect(link, "the reset link in the mail").toBeTruthy();
+  await page.goto(link as string);
+  await page.getByLabel("New password").fill("a brand new passphrase");
+  await page.getByRole("button", { name: "Set the password" }).click();
+  await expect(page.getByRole("status")).toContainText("Your new password is set");
+  await page.getByLabel("E-mail").fill(email);
+  await page.getByLabel("Password").fill("a brand new passphrase");
+  await page.getByRole("button", { name: "Log in" }).click();
+  await expect(page).toHaveURL(/\/chat/);
 });

@@ -25,6 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from aiosmtpd.controller import Controller  # noqa: E402
+
 from tests.fakes.anthropic_server import FakeAnthropicServer, Script  # noqa: E402
 from tests.fakes.stripe_server import FakeStripeServer, signed_event  # noqa: E402
 
@@ -57,12 +59,29 @@ class Stripe:
         return checkout["success_url"].replace("{CHECKOUT_SESSION_ID}", session_id)
 
 
-def control_server(model: FakeAnthropicServer, stripe: Stripe, port: int) -> ThreadingHTTPServer:
+class Mailbox:
+    """A local SMTP server keeping every message the app sends (password resets)."""
+
+    def __init__(self, port: int) -> None:
+        self.messages: list[dict[str, str]] = []
+        self.controller = Controller(self, hostname="127.0.0.1", port=port)
+        self.controller.start()
+
+    async def handle_DATA(self, server, session, envelope) -> str:
+        text = envelope.content.decode("utf-8", errors="replace")
+        self.messages.append({"to": ",".join(envelope.rcpt_tos), "text": text})
+        return "250 OK"
+
+
+def control_server(
+    model: FakeAnthropicServer, stripe: Stripe, mailbox: Mailbox, port: int
+) -> ThreadingHTTPServer:
     """The tests' switches:
     POST /script with a JSON Script (e.g. {"failure": "midstream_error"}): how the model
     stand-in answers the next request;
     GET /pay/<checkout session id>: "Pay" on the stand-in's Checkout page, then back to
-    the app like Stripe redirects."""
+    the app like Stripe redirects;
+    GET /mail: the messages the app sent, as JSON."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
@@ -72,6 +91,13 @@ def control_server(model: FakeAnthropicServer, stripe: Stripe, port: int) -> Thr
             self.end_headers()
 
         def do_GET(self) -> None:
+            if self.path == "/mail":
+                body = json.dumps(mailbox.messages).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(body)
+                return
             session_id = self.path.removeprefix("/pay/")
             self.send_response(303)
             self.send_header("Location", stripe.pay(session_id))
@@ -98,7 +124,10 @@ def main() -> None:
     model.default = Script(text=None, first_token_delay=0.3, token_delay=TOKEN_DELAY)
     model.start()
     stripe = Stripe(f"http://127.0.0.1:{port}")
-    control = control_server(model, stripe, int(os.environ.get("E2E_CONTROL_PORT", "8766")))
+    mailbox = Mailbox(int(os.environ.get("E2E_SMTP_PORT", "8767")))
+    control = control_server(
+        model, stripe, mailbox, int(os.environ.get("E2E_CONTROL_PORT", "8766"))
+    )
     env = {
         **os.environ,
         "DATABASE_URL": postgres.get_uri("knowledgetree").replace(
@@ -113,6 +142,9 @@ def main() -> None:
         "ANTHROPIC_API_KEY": "sk-ant-e2e-stand-in",
         "ANTHROPIC_BASE_URL": model.base_url,
         "REGISTRATION_OPEN": "true",
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(mailbox.controller.port),
+        "SMTP_SECURITY": "none",
         # Stripe sends people back to the SPA (vite preview in the tests).
         "PUBLIC_URL": f"http://127.0.0.1:{os.environ.get('E2E_WEB_PORT', '4180')}",
         "STRIPE_SECRET_KEY": stripe.server.api_key,
@@ -153,6 +185,7 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 server.kill()
         control.shutdown()
+        mailbox.controller.stop()
         stripe.server.stop()
         model.stop()
         postgres.cleanup()

@@ -39,6 +39,11 @@ export function AuthPage({ mode }: { mode: "login" | "register" }) {
           <Logo size={30} /> KnowledgeTree
         </h1>
         <h2>{isLogin ? "Log in" : "Create an account"}</h2>
+        {params.get("reset") && isLogin && (
+          <p className="notice" role="status">
+            Your new password is set. Log in with it.
+          </p>
+        )}
         {params.get("expired") && isLogin && (
           <p className="notice" role="status">
             Your session has ended. Log in to continue where you were.
@@ -80,6 +85,8 @@ export function AuthPage({ mode }: { mode: "login" | "register" }) {
         <p className="hint">
           {isLogin ? (
             <>
+              <Link to="/forgot-password">Forgot your password?</Link>
+              <br />
               No account yet?{" "}
               <Link to={`/register${next ? `?next=${encodeURIComponent(next)}` : ""}`}>
                 Sign up
