@@ -10,7 +10,7 @@ One module, in order (each step builds on the one before):
   5. `ansible/restore.yml` from the off-site repository: the same rows and checksums,
      the app answers, old passwords sign in, conversations keep their citations;
   6. a wrong off-site password and an unreachable off-site host: a clear error in the
-     journal and knowledgetree_backup_last_run_status 0 for that repository.
+     journal and knowledgetree_backup_last_run_success 0 for that repository.
 """
 
 from __future__ import annotations
@@ -131,7 +131,7 @@ def test_backup_to_local_and_offsite(appliance: Appliance, drill: dict):
     record_result("first_backup_seconds", first.seconds)
     found = metrics()
     for repo in ("local", "offsite"):
-        assert found[f'knowledgetree_backup_last_run_status{{repository="{repo}"}}'] == 1
+        assert found[f'knowledgetree_backup_last_run_success{{repository="{repo}"}}'] == 1
         assert found[f'knowledgetree_backup_last_size_bytes{{repository="{repo}"}}'] > 0
     record_result(
         "first_backup_size_bytes",
@@ -203,8 +203,8 @@ def _failed_run(expected_message: str) -> None:
     ).stdout
     assert expected_message in journal, journal[-3000:]
     found = metrics()
-    assert found['knowledgetree_backup_last_run_status{repository="offsite"}'] == 0
-    assert found['knowledgetree_backup_last_run_status{repository="local"}'] == 1
+    assert found['knowledgetree_backup_last_run_success{repository="offsite"}'] == 0
+    assert found['knowledgetree_backup_last_run_success{repository="local"}'] == 1
     # The last success stays what it was, so an alert on its age keeps counting.
     assert found['knowledgetree_backup_last_success_timestamp_seconds{repository="offsite"}'] > 0
 
