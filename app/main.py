@@ -92,6 +92,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_credentials=False,  # bearer tokens, no cookies
             allow_methods=["*"],
             allow_headers=["Authorization", "Content-Type"],
+            # A cross-origin browser app may read the chat's usage headers.
+            expose_headers=["X-Usage-Limit", "X-Usage-Remaining", "X-Usage-Reset"],
         )
 
     # Added last, so it runs first: a body over the limit never reaches auth or parsing.

@@ -55,6 +55,23 @@ async def test_chat_answers_carry_the_usage_headers(
     assert counter.input_tokens > 0 and counter.output_tokens > 0  # saved with the answers
 
 
+async def test_a_cross_origin_browser_app_may_read_the_usage_headers(
+    billing_settings, user_factory, anthropic_fake
+):
+    origin = "http://localhost:5173"
+    app = create_app(billing_settings.model_copy(update={"cors_origins": [origin]}))
+    user = await user_factory()
+    async with app_client(app) as client:
+        response = await client.post(
+            CHAT, json={"message": "Hi"}, headers={**user.headers, "Origin": origin}
+        )
+    assert response.status_code == 200
+    exposed = response.headers["access-control-expose-headers"]
+    assert {"X-Usage-Limit", "X-Usage-Remaining", "X-Usage-Reset"} <= {
+        name.strip() for name in exposed.split(",")
+    }
+
+
 async def test_over_the_limit_is_a_402_naming_the_limit_and_the_model_is_not_called(
     billing_client, user_factory, anthropic_fake, set_usage
 ):
