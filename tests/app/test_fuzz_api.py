@@ -59,7 +59,7 @@ def live_api(settings: Settings) -> Iterator[str]:
         env={**os.environ, "QUERY_EMBEDDING_BACKEND": "torch", "DEFAULT_PLAN": "enterprise"},
     )
     url = f"http://127.0.0.1:{port}"
-    deadline, answer = time.monotonic() + 120, "no answer"
+    deadline, answer = time.monotonic() + 300, "no answer"
     while True:
         assert process.poll() is None, "the app exited at start-up"
         try:
@@ -69,7 +69,7 @@ def live_api(settings: Settings) -> Iterator[str]:
             answer = response.text
         except httpx.TransportError:
             pass
-        assert time.monotonic() < deadline, f"the app did not become ready in 120 s: {answer}"
+        assert time.monotonic() < deadline, f"the app did not become ready in 300 s: {answer}"
         time.sleep(0.3)
     yield url
     process.terminate()
