@@ -50,8 +50,16 @@ export function AuthProvider({ children }: { children: ReactNode }) {
     await queryClient.invalidateQueries({ queryKey: ["me"] });
   };
   const register = async (email: string, password: string, invitation?: string | null) => {
+    // The API answers the same whether the address already has an account (it does not
+    // tell who has one), so the login that follows is what can fail.
     unwrap(await api.POST("/api/auth/register", { body: { email, password, invitation } }));
-    await login(email, password);
+    try {
+      await login(email, password);
+    } catch {
+      throw new Error(
+        "This address may already have an account: log in instead, or reset its password.",
+      );
+    }
   };
   const logout = async () => {
     const token = refreshToken();
