@@ -35,7 +35,7 @@ _MIN_CANDIDATES = 20
 class Fusion:
     """Reciprocal rank fusion: score = sum over lists of weight / (k + rank)."""
 
-    k: int = 60
+    k: int = 10  # 60 is the literature's default; 10 ranked better on bench/eval
     vector_weight: float = 1.0
     text_weight: float = 1.0
 
