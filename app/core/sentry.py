@@ -108,6 +108,8 @@ def init_sentry(settings: Settings) -> bool:
         ),
         before_send=_before_send,
         before_send_transaction=_before_send,
-        traces_sample_rate=settings.sentry_traces_sample_rate,
+        # 0 turns tracing off altogether (None): at any rate above 0 the SDK instruments
+        # every request, which costs CPU even for the requests it does not send.
+        traces_sample_rate=settings.sentry_traces_sample_rate or None,
     )
     return True

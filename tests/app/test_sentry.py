@@ -12,7 +12,7 @@ import sentry_sdk
 from sqlalchemy import text
 
 from app.api.deps import SessionDep
-from app.core.sentry import app_release
+from app.core.sentry import app_release, init_sentry
 from app.main import create_app
 from app.services import chat as chat_service
 from app.services.ingestion import pipeline
@@ -213,3 +213,13 @@ def test_release_is_the_deployed_release_folder(settings, tmp_path, monkeypatch)
     monkeypatch.setattr(sys, "prefix", str(tmp_path / "venv"))
     assert app_release(settings) == "0.1.0-g1234567890"
     assert app_release(settings.model_copy(update={"release": "2.0.0"})) == "2.0.0"
+
+
+def test_a_zero_trace_rate_turns_tracing_off(settings, sentry):
+    """At any rate above 0 the SDK instruments every request; 0 means none of that."""
+    init_sentry(
+        settings.model_copy(update={"sentry_dsn": sentry.dsn, "sentry_traces_sample_rate": 0})
+    )
+    assert sentry_sdk.get_client().options["traces_sample_rate"] is None
+    init_sentry(settings.model_copy(update={"sentry_dsn": sentry.dsn}))
+    assert sentry_sdk.get_client().options["traces_sample_rate"] == 0.05
