@@ -5,7 +5,8 @@ SHELL := /bin/bash
 VENV      ?= .venv
 BIN       := $(VENV)/bin
 STAMP     := $(VENV)/.bootstrapped
-INVENTORY ?= inventories/production
+# Your copy of inventories/production (docs/DEPLOYMENT.md); required by the targets below.
+INVENTORY ?=
 # FAST=1: Mitogen's strategy (about twice as fast; opt-in because ansible-core warns that
 # third-party strategy plugins may be removed). CI and the default run use the plain one.
 ifneq ($(filter-out 0,$(FAST)),)
@@ -13,12 +14,18 @@ ANSIBLE_STRATEGY_ENV = ANSIBLE_STRATEGY=mitogen_linear \
   ANSIBLE_STRATEGY_PLUGINS=$(firstword $(wildcard $(VENV)/lib/python3*/site-packages/ansible_mitogen/plugins/strategy))
 endif
 ANSIBLE_ENV = ANSIBLE_CONFIG=ansible/ansible.cfg $(ANSIBLE_STRATEGY_ENV)
-PLAYBOOK   = $(ANSIBLE_ENV) $(BIN)/ansible-playbook -i $(INVENTORY)
+# The vault password, the same way for every target: VAULT_PASSWORD_FILE=path (or
+# ANSIBLE_VAULT_PASSWORD_FILE in the environment) for runs without a prompt; otherwise
+# it is asked for when the inventory has a vault.yml. ANSIBLE_ARGS adds any other option.
+VAULT_ARGS = $(if $(VAULT_PASSWORD_FILE),--vault-password-file $(VAULT_PASSWORD_FILE),$(if \
+  $(ANSIBLE_VAULT_PASSWORD_FILE),,$(if $(wildcard $(INVENTORY)/group_vars/all/vault.yml),--ask-vault-pass)))
+PLAYBOOK   = $(ANSIBLE_ENV) $(BIN)/ansible-playbook -i $(INVENTORY) $(VAULT_ARGS)
 TESTHOST  ?= kt-test
 TESTHOST_IP ?= 10.99.0.11
 
 .PHONY: help setup demo dev test test-app test-infra lint format bench \
-        provision deploy status testhost-up testhost-down lock clean
+        provision deploy status vault-create vault-edit vault-view inventory-given \
+        testhost-up testhost-down lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -93,17 +100,33 @@ bench: $(STAMP) ## Run the app benchmarks; record the figures in docs/BENCHMARKS
 	$(BIN)/python bench/concurrent_streams.py
 	$(BIN)/python bench/quota_overhead.py
 
-provision: $(STAMP) ## Provision the hosts of INVENTORY (default inventories/production) and deploy (FAST=1: Mitogen)
-	scripts/build_release.sh
-	$(PLAYBOOK) ansible/site.yml $(ANSIBLE_ARGS)
+inventory-given:
+	@test -n "$(INVENTORY)" || { echo "make $(MAKECMDGOALS): which servers? Add INVENTORY=inventories/<yours>," \
+	  "your copy of inventories/production (docs/DEPLOYMENT.md section 2)." >&2; exit 2; }
+	@test -f "$(INVENTORY)/hosts.yml" || { echo "make $(MAKECMDGOALS): $(INVENTORY)/hosts.yml does not exist;" \
+	  "INVENTORY must be an inventory folder (a copy of inventories/production)." >&2; exit 2; }
 
-deploy: $(STAMP) ## Build a release and deploy it to the app hosts of INVENTORY
-	scripts/build_release.sh
-	$(PLAYBOOK) ansible/deploy.yml $(ANSIBLE_ARGS)
+# Each run deploys the release it built (build_release.sh prints its folder), not
+# whatever build/release points at by the time the playbook reads it.
+provision: inventory-given $(STAMP) ## Provision the hosts of INVENTORY and deploy (FAST=1: Mitogen)
+	release=$$(scripts/build_release.sh) && \
+	  $(PLAYBOOK) ansible/site.yml -e app_release_source=$$release $(ANSIBLE_ARGS)
 
-status: $(STAMP) ## Show service and health status on the hosts of INVENTORY
-	ANSIBLE_CONFIG=ansible/ansible.cfg $(BIN)/ansible -i $(INVENTORY) app -b -m ansible.builtin.command \
-	  -a "systemctl --no-pager --lines=0 status 'knowledgetree@*' nginx postgresql"
+deploy: inventory-given $(STAMP) ## Build a release and deploy it to the app hosts of INVENTORY
+	release=$$(scripts/build_release.sh) && \
+	  $(PLAYBOOK) ansible/deploy.yml -e app_release_source=$$release $(ANSIBLE_ARGS)
+
+status: inventory-given $(STAMP) ## Live release and colour, /readyz, certificate, disk, backups of INVENTORY
+	$(PLAYBOOK) ansible/status.yml $(ANSIBLE_ARGS)
+
+vault-create: inventory-given $(STAMP) ## Create INVENTORY's encrypted vault.yml with generated secrets
+	scripts/vault.sh create $(INVENTORY)
+
+vault-edit: inventory-given $(STAMP) ## Edit INVENTORY's vault.yml (decrypted, in your EDITOR)
+	scripts/vault.sh edit $(INVENTORY)
+
+vault-view: inventory-given $(STAMP) ## Print INVENTORY's vault.yml decrypted
+	scripts/vault.sh view $(INVENTORY)
 
 testhost-up: ## Boot the disposable Debian 13 test host (TESTHOST, TESTHOST_IP)
 	scripts/testhost.sh up $(TESTHOST) $(TESTHOST_IP)

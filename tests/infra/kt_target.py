@@ -51,14 +51,24 @@ class Response:
     body: bytes
 
 
-def curl(url_path: str, *, scheme: str = "https", extra: tuple[str, ...] = ()) -> Response:
-    """One request to the test host by its domain name, verified against pebble's root."""
+def curl(
+    url_path: str,
+    *,
+    scheme: str = "https",
+    extra: tuple[str, ...] = (),
+    site: tuple[str, str] | None = None,
+) -> Response:
+    """One request to the test host by its domain name, verified against pebble's root.
+
+    ``site``: (domain, address) of another test host than the inventory's.
+    """
+    name, ip = site or (domain(), address())
     port = 443 if scheme == "https" else 80
     cmd = [
         "curl", "--silent", "--show-error", "--max-time", "30", "--include",
-        "--resolve", f"{domain()}:{port}:{address()}",
+        "--resolve", f"{name}:{port}:{ip}",
         "--cacert", str(PEBBLE_ISSUER_ROOT),
-        f"{scheme}://{domain()}{url_path}", *extra,
+        f"{scheme}://{name}{url_path}", *extra,
     ]  # fmt: skip
     raw = subprocess.run(cmd, check=True, capture_output=True).stdout
     head, _, body = raw.partition(b"\r\n\r\n")
@@ -69,3 +79,29 @@ def curl(url_path: str, *, scheme: str = "https", extra: tuple[str, ...] = ()) -
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
     return Response(status, headers, body)
+
+
+def api(
+    method: str,
+    path: str,
+    *,
+    token: str | None = None,
+    body: dict | None = None,
+    form: tuple[str, ...] = (),
+    site: tuple[str, str] | None = None,
+) -> Response:
+    """A request to the app's API (/api + path) through nginx, as a browser would send it."""
+    extra = ["-X", method, "-H", "Expect:"]  # no 100-continue in the parsed head
+    if token:
+        extra += ["-H", f"Authorization: Bearer {token}"]
+    if body is not None:
+        extra += ["-H", "Content-Type: application/json", "--data", json.dumps(body)]
+    for field in form:
+        extra += ["-F", field]
+    return curl(f"/api{path}", extra=tuple(extra), site=site)
+
+
+def ok_json(response: Response, status: int):
+    """The JSON body of a response that must have this status."""
+    assert response.status == status, response.body.decode(errors="replace")[:500]
+    return json.loads(response.body)

@@ -24,21 +24,8 @@ SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "corpus" / "honeybees
 QUESTION = "How do honey bees tell each other where the flowers are?"
 
 
-def api(method: str, path: str, *, token: str | None = None, body: dict | None = None,
-        form: tuple[str, ...] = ()) -> kt_target.Response:  # fmt: skip
-    extra = ["-X", method, "-H", "Expect:"]  # no 100-continue in the parsed head
-    if token:
-        extra += ["-H", f"Authorization: Bearer {token}"]
-    if body is not None:
-        extra += ["-H", "Content-Type: application/json", "--data", json.dumps(body)]
-    for field in form:
-        extra += ["-F", field]
-    return kt_target.curl(f"/api{path}", extra=tuple(extra))
-
-
-def ok_json(response: kt_target.Response, status: int):
-    assert response.status == status, response.body.decode(errors="replace")[:500]
-    return json.loads(response.body)
+api = kt_target.api
+ok_json = kt_target.ok_json
 
 
 @pytest.fixture(scope="module")
