@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse
 
 from app.api import billing_errors
 from app.api.routes import API_ROUTERS, health
-from app.core import lifecycle
+from app.core import lifecycle, openapi
 from app.core.body_limit import BodyLimitMiddleware
 from app.core.config import Settings, get_settings
 from app.core.db import dispose_engines
@@ -111,6 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # scrapes /metrics on the app port (nginx only exposes /api).
     app.include_router(health.router, include_in_schema=False)
     app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
+    openapi.install(app, settings)
     return app
 
 
