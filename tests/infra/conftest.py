@@ -219,13 +219,15 @@ def acme_test_server(testhost_up: TestHost):
 
 @pytest.fixture(scope="session")
 def release() -> str:
-    """The app release deploy.yml installs (built once, reused when sources are unchanged)."""
+    """The `-e app_release_source=...` of this session's release: built once (reused when
+    sources are unchanged) and named by its folder, not by build/release, which another
+    build in the same checkout may repoint meanwhile."""
     built = subprocess.run(
         [str(BUILD_RELEASE_SCRIPT)], cwd=REPO, capture_output=True, text=True, check=False
     )
     if built.returncode != 0:
         pytest.fail(f"scripts/build_release.sh failed:\n{built.stderr[-3000:]}")
-    return built.stdout.strip()
+    return f"app_release_source={built.stdout.strip()}"
 
 
 @dataclass
@@ -238,18 +240,18 @@ class Provisioning:
 @pytest.fixture(scope="session")
 def provisioned(acme_test_server: TestHost, release: str) -> Provisioning:
     """site.yml on the bare host, then twice more (those runs must change nothing)."""
-    first = run_playbook(SITE_PLAYBOOK)
+    first = run_playbook(SITE_PLAYBOOK, "-e", release)
     record_result("provision_first_run_seconds", first.seconds)
     if first.rc != 0:
         pytest.fail(f"first site.yml run failed (rc={first.rc}):\n{first.tail(80)}")
-    second = run_playbook(SITE_PLAYBOOK)
+    second = run_playbook(SITE_PLAYBOOK, "-e", release)
     record_result("provision_second_run_seconds", second.seconds)
     record_result(
         "provision_second_run_changed",
         sum(counts["changed"] for counts in second.recap.values()),
     )
     # The same converged host with the opt-in Mitogen strategy (`make provision FAST=1`).
-    third = run_playbook(SITE_PLAYBOOK, mitogen=True)
+    third = run_playbook(SITE_PLAYBOOK, "-e", release, mitogen=True)
     record_result("provision_mitogen_run_seconds", third.seconds)
     record_result(
         "provision_mitogen_run_changed",

@@ -47,7 +47,7 @@ def pg_conf_load_time(host) -> str:
 
 
 @pytest.fixture(scope="module")
-def drifted(host):
+def drifted(host, release):
     """Hand edits on the provisioned host, then one site.yml run; what was seen before."""
     before = {
         "hashes": {
@@ -80,7 +80,7 @@ def drifted(host):
     assert not host.package(REMOVED_PACKAGE).is_installed
 
     time.sleep(1)  # the journal's --since has one-second steps
-    run = run_playbook(SITE_PLAYBOOK)
+    run = run_playbook(SITE_PLAYBOOK, "-e", release)
     assert run.rc == 0, run.tail(80)
     return before, run
 

@@ -21,6 +21,7 @@ import select
 import shlex
 import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -152,8 +153,12 @@ def walk_host():
 
 
 @pytest.fixture(scope="module")
-def work(walk_host, tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("walkthrough")
+def work(walk_host):
+    """The admin's own folder for the inventory and the vault password. Not pytest's
+    tmp_path: a concurrent pytest session may prune its numbered folders mid-run."""
+    folder = Path(tempfile.mkdtemp(prefix="walkthrough-", dir=STATE_DIR / "tmp"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
