@@ -139,14 +139,15 @@ async def request_password_reset(
 @router.post(
     "/password-reset/confirm",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses={400: {"description": "The link is not valid (used, expired or mistyped)"}},
+    # 404: no valid link has this token (a made-up token is a request for nothing).
+    responses={404: {"description": "The link is not valid (used, expired or mistyped)"}},
 )
 async def confirm_password_reset(body: PasswordResetConfirm, session: SessionDep) -> None:
     """Set a new password with the token of the e-mailed link; every session ends."""
     try:
         await accounts.reset_password(session, body.token, body.new_password)
     except accounts.InvalidResetToken as error:
-        raise HTTPException(status_code=status.HTTP_400_BAD_REQUEST, detail=str(error)) from None
+        raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail=str(error)) from None
 
 
 @router.post("/refresh", response_model=TokenPair, responses={401: {"description": "Bad token"}})
