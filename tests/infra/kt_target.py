@@ -57,10 +57,12 @@ def curl(
     scheme: str = "https",
     extra: tuple[str, ...] = (),
     site: tuple[str, str] | None = None,
+    stdin: bytes | None = None,
 ) -> Response:
     """One request to the test host by its domain name, verified against pebble's root.
 
-    ``site``: (domain, address) of another test host than the inventory's.
+    ``site``: (domain, address) of another test host than the inventory's; ``stdin``: what
+    curl reads for ``--data-binary @-``.
     """
     name, ip = site or (domain(), address())
     port = 443 if scheme == "https" else 80
@@ -70,7 +72,7 @@ def curl(
         "--cacert", str(PEBBLE_ISSUER_ROOT),
         f"{scheme}://{name}{url_path}", *extra,
     ]  # fmt: skip
-    raw = subprocess.run(cmd, check=True, capture_output=True).stdout
+    raw = subprocess.run(cmd, check=True, capture_output=True, input=stdin).stdout
     head, _, body = raw.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split()[1])

@@ -17,12 +17,12 @@ def test_app_user_has_no_login_shell(host):
     assert user.uid < 1000  # a system user
 
 
-def test_environment_file_is_private_to_the_app_user(host):
+def test_environment_file_is_roots_and_readable_by_the_app_group_only(host):
+    """root reads it (systemd, the knowledgetree command): the app user must not write it."""
     with host.sudo():
         env = host.file("/etc/knowledgetree/knowledgetree.env")
         assert env.is_file
-        assert env.user == USER
-        assert env.mode == 0o600
+        assert (env.user, env.group, env.mode) == ("root", USER, 0o640)
         content = env.content_string
     for name in ("SECRET_KEY", "DATABASE_URL", "DATA_DIR", "HF_HUB_OFFLINE"):
         assert f"\n{name}=" in content

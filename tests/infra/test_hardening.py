@@ -120,6 +120,27 @@ def test_fail2ban_watches_ssh_and_nginx(host):
     assert "ssh.service" in sshd_jail
 
 
+def test_fail2ban_bans_only_for_sign_in_rate_limits(host):
+    """An office behind one address hitting the chat limit gets 429s, not an hour's ban."""
+    with host.sudo():
+        failregex = host.check_output("fail2ban-client get nginx-limit-req failregex")
+    patterns = [re.sub(r"^[|`]- \[\d+\]: ", "", line.strip()) for line in failregex.splitlines()]
+    patterns = [p for p in patterns if p and not p.startswith(("The following", "No regular"))]
+    assert patterns, failregex
+    # A line of nginx's error log as fail2ban matches it (the date already taken off).
+    line = (
+        '[error] 123#123: *45 limiting requests, excess: 10.500 by zone "{zone}",'
+        ' client: 192.0.2.7, server: kt, request: "POST /api/x HTTP/2.0", host: "kt"'
+    )
+
+    def banned(zone: str) -> bool:
+        text = line.format(zone=zone)
+        return any(re.search(p.replace("<HOST>", r"(?P<host>\S+)"), text) for p in patterns)
+
+    assert banned("knowledgetree_auth")
+    assert not banned("knowledgetree_chat")
+
+
 @pytest.mark.parametrize(
     ("key", "expected"),
     [

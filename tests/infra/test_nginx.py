@@ -172,6 +172,30 @@ def test_sse_stream_arrives_unbuffered_through_nginx(sse_probe_upstream):
     assert arrivals[-1] - arrivals[0] > 1.5
 
 
+def post_body(path: str, size: int) -> int:
+    """Status of an unauthenticated POST of `size` bytes through nginx."""
+    body = "x" * size
+    return kt_target.curl(
+        path, extra=("-X", "POST", "-H", "Expect:", "-H", "Content-Type: application/json",
+                     "--data-binary", "@-"), stdin=body.encode(),
+    ).status  # fmt: skip
+
+
+def test_large_bodies_only_on_the_upload_route():
+    """A big body anywhere but the upload route is refused by nginx before the app reads it."""
+    two_mib = 2 * 1024 * 1024
+    assert post_body("/api/projects", two_mib) == 413
+    assert post_body("/api/chat", two_mib) == 413
+    upload = post_body("/api/projects/00000000-0000-0000-0000-000000000000/documents", two_mib)
+    assert upload != 413  # reaches the app, which wants a token
+
+
+def test_session_checks_are_outside_the_sign_in_limit():
+    """A signed-in page asks /auth/me and refreshes often: only login/register are strict."""
+    statuses = {kt_target.curl("/api/auth/me").status for _ in range(25)}
+    assert statuses == {401}, statuses
+
+
 def test_sign_in_requests_are_rate_limited():
     """Runs last: it spends this address's sign-in budget for a minute."""
     statuses = [
