@@ -2645,8 +2645,15 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description The link is not valid (used, expired or mistyped) */
+            /** @description The body cannot be read (not UTF-8, broken multipart) */
             400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The link is not valid (used, expired or mistyped) */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
