@@ -186,12 +186,13 @@ class Settings(BaseSettings):
         "a proxy (X-Forwarded-For) are refused whatever their address.",
     )
     max_request_body_kb: int = Field(
-        default=1024,
+        default=4096,
         ge=16,
         le=1024 * 1024,
         description="Largest request body in KiB, for every route but the upload route "
         "(which allows MAX_UPLOAD_MB x MAX_FILES_PER_UPLOAD). Checked before the body is "
-        "read, so a large body is refused (413) before authentication.",
+        "read, so a large body is refused (413) before authentication. The largest valid "
+        "JSON body, an artifact of 200,000 characters written as JSON escapes, is ~2.4 MB.",
     )
 
     # --- documents and ingestion ---------------------------------------------------------
