@@ -32,7 +32,7 @@ ok_json = kt_target.ok_json
 def token(host) -> str:  # `host`: only once the host is provisioned
     credentials = {"email": f"journey-{uuid.uuid4().hex[:8]}@example.com",
                    "password": "correct horse battery staple"}  # fmt: skip
-    ok_json(api("POST", "/auth/register", body=credentials), 201)
+    ok_json(api("POST", "/auth/register", body=credentials), 202)
     return ok_json(api("POST", "/auth/login", body=credentials), 200)["access_token"]
 
 

@@ -26,7 +26,7 @@ def psql(sql: str) -> str:
 def register(appliance: Appliance) -> str:
     email = f"pitr-{uuid.uuid4().hex[:8]}@example.com"
     body = {"email": email, "password": PASSWORD}
-    kt_target.ok_json(kt_target.api("POST", "/auth/register", body=body, site=appliance.site), 201)
+    kt_target.ok_json(kt_target.api("POST", "/auth/register", body=body, site=appliance.site), 202)
     return email
 
 

@@ -55,7 +55,7 @@ def make_user_with_data(appliance: Appliance) -> dict:
     """A user, a project with two documents (indexed) and a cited conversation."""
     email = f"drill-{uuid.uuid4().hex[:8]}@example.com"
     ok_json(
-        api(appliance, "POST", "/auth/register", body={"email": email, "password": PASSWORD}), 201
+        api(appliance, "POST", "/auth/register", body={"email": email, "password": PASSWORD}), 202
     )
     token = sign_in(appliance, email)
     project = ok_json(api(appliance, "POST", "/projects", token=token, body={"name": "Drill"}), 201)
@@ -148,7 +148,7 @@ def test_backup_to_local_and_offsite(appliance: Appliance, drill: dict):
 
     # A small change (one more user), then the incremental backup the timer would make.
     late = {"email": f"late-{uuid.uuid4().hex[:8]}@example.com", "password": PASSWORD}
-    ok_json(api(appliance, "POST", "/auth/register", body=late), 201)
+    ok_json(api(appliance, "POST", "/auth/register", body=late), 202)
     second = playbook("ansible/backup.yml")
     assert second.rc == 0, second.output[-4000:]
     record_result("incremental_backup_seconds", second.seconds)
