@@ -24,7 +24,7 @@ TESTHOST  ?= kt-test
 TESTHOST_IP ?= 10.99.0.11
 
 .PHONY: help setup demo dev test test-app test-infra lint format bench \
-        provision deploy status vault-create vault-edit vault-view inventory-given \
+        provision deploy status backup restore restore-pitr vault-create vault-edit vault-view inventory-given \
         testhost-up testhost-down lock clean
 
 help: ## List the targets
@@ -118,6 +118,15 @@ deploy: inventory-given $(STAMP) ## Build a release and deploy it to the app hos
 
 status: inventory-given $(STAMP) ## Live release and colour, /readyz, certificate, disk, backups of INVENTORY
 	$(PLAYBOOK) ansible/status.yml $(ANSIBLE_ARGS)
+
+backup: inventory-given $(STAMP) ## Back up the backup hosts of INVENTORY now (restic; roles/restic)
+	$(PLAYBOOK) ansible/backup.yml $(ANSIBLE_ARGS)
+
+restore: inventory-given $(STAMP) ## Restore the latest backup run (ANSIBLE_ARGS="-e restore_snapshot=... -e restore_force=true")
+	$(PLAYBOOK) ansible/restore.yml $(ANSIBLE_ARGS)
+
+restore-pitr: inventory-given $(STAMP) ## Restore the database to a moment (ANSIBLE_ARGS="-e restore_to_time='YYYY-MM-DD HH:MM:SS+00'")
+	$(PLAYBOOK) ansible/restore_pitr.yml $(ANSIBLE_ARGS)
 
 vault-create: inventory-given $(STAMP) ## Create INVENTORY's encrypted vault.yml with generated secrets
 	scripts/vault.sh create $(INVENTORY)
