@@ -37,7 +37,8 @@ _MULTIPART_BODY = {
                         "files": {
                             "type": "array",
                             "minItems": 1,
-                            "items": {"type": "string", "format": "binary"},
+                            # An empty file is refused (422): say so in the schema.
+                            "items": {"type": "string", "format": "binary", "minLength": 1},
                             "description": "PDF, DOCX, Markdown, HTML or plain-text files.",
                         }
                     },
