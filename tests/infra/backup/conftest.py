@@ -19,7 +19,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from backup_drill import (
+
+from backup.backup_drill import (
     APP_HOST,
     DRILL_TIMEOUT,
     HERE,

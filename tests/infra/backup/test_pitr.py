@@ -12,7 +12,8 @@ import time
 import uuid
 
 import kt_target
-from backup_drill import APP_HOST, Appliance, on_host, playbook, record_result
+
+from backup.backup_drill import APP_HOST, Appliance, on_host, playbook, record_result
 
 PASSWORD = "correct horse battery staple"
 

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import kt_target
 import pytest
-from backup_drill import (
+
+from backup.backup_drill import (
     APP_HOST,
     OFFSITE_HOST,
     Appliance,

@@ -1,0 +1,1 @@
+"""The backup drill: a package, so its conftest does not shadow tests/infra/conftest.py."""
