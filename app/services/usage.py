@@ -140,14 +140,10 @@ class MessageQuota:
         return None if self.limit is None else max(self.limit - self.used, 0)
 
 
-# The plan and period for counting, in one round trip. set_config: this transaction's
-# commit need not wait for the WAL to reach the disk (the slow part of a commit);
-# visibility and row locks, which make the limit exact, are unchanged: only a crash in
-# the next fraction of a second could forget a count.
+# The plan and period for counting, in one round trip.
 _PLAN_FOR_COUNTING = text(
     """
-    SELECT set_config('synchronous_commit', 'off', true) AS _, s.plan, s.period_start,
-           s.period_end
+    SELECT s.plan, s.period_start, s.period_end
     FROM (SELECT 1) AS one
     LEFT JOIN LATERAL (
         SELECT plan, current_period_start AS period_start, current_period_end AS period_end
