@@ -25,7 +25,7 @@ from app.core.config import ConfigurationError, Settings, get_settings, load_set
 from app.schemas.auth import Email, NewPassword
 
 # Modules under app/commands that add sub-commands (each has register(cli)).
-COMMAND_MODULES: list[str] = ["app.commands.ingest", "app.commands.invite"]
+COMMAND_MODULES: list[str] = ["app.commands.ingest", "app.commands.invite", "app.commands.release"]
 
 cli = typer.Typer(
     name="knowledgetree",
@@ -55,6 +55,14 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
     reload: Annotated[bool, typer.Option(help="Restart on code changes (development).")] = False,
+    graceful_timeout: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Seconds open requests and answer streams may run on after SIGTERM "
+            "(a blue-green drain); the rest are then cancelled.",
+        ),
+    ] = 30,
 ) -> None:
     """Run the HTTP API with uvicorn."""
     import uvicorn
@@ -73,7 +81,8 @@ def serve(
         # access line names the route template; uvicorn's own would log raw query strings.
         log_config=None,
         access_log=False,
-        timeout_graceful_shutdown=30,  # let open streams finish on a blue-green switch
+        # On SIGTERM uvicorn stops listening and lets open streams finish (the drain).
+        timeout_graceful_shutdown=graceful_timeout,
     )
 
 

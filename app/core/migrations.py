@@ -41,6 +41,33 @@ def script_heads() -> frozenset[str]:
     return frozenset(ScriptDirectory(str(MIGRATIONS_DIR)).get_heads())
 
 
+@functools.cache
+def script_revisions() -> frozenset[str]:
+    """Revision ids of every migration shipped with this code."""
+    return frozenset(
+        script.revision for script in ScriptDirectory(str(MIGRATIONS_DIR)).walk_revisions()
+    )
+
+
+def pending_revisions(connection: Connection) -> list[tuple[str, bool]] | None:
+    """Migrations this code would apply to the database, oldest first, each with whether
+    it breaks the release before it (a revision script that removes or renames what that
+    release uses says ``BREAKS_PREVIOUS_RELEASE = True``; see docs/MAINTENANCE.md).
+    None when the database is at a revision this code does not know (a newer release's)."""
+    scripts = ScriptDirectory(str(MIGRATIONS_DIR))
+    current = database_revisions(connection)
+    if current - script_revisions():
+        return None
+    pending = []
+    for script in scripts.iterate_revisions("heads", tuple(current) or "base"):
+        if script.revision in current:
+            continue
+        pending.append(
+            (script.revision, bool(getattr(script.module, "BREAKS_PREVIOUS_RELEASE", False)))
+        )
+    return list(reversed(pending))
+
+
 def database_revisions(connection: Connection) -> set[str]:
     """Revision ids recorded in the database's ``alembic_version`` table (empty if none)."""
     if not inspect(connection).has_table("alembic_version"):

@@ -11,14 +11,18 @@ version against the same schema for a while, so every migration must be
 2. Contract later. Dropping or renaming a column/table, tightening NOT NULL, or
    changing a type happens only in a later release, once no running version
    reads or writes the old shape. A rename is: add new, write both, backfill,
-   switch reads, drop old -- over several releases.
+   switch reads, drop old -- over several releases. A script that the release
+   before it would NOT survive says so at module level:
+   ``BREAKS_PREVIOUS_RELEASE = True``; the deploy then refuses the release
+   (``knowledgetree pending-migrations``, roles/app/tasks/migrate.yml).
 3. Never rely on the ORM in a migration (models change; migrations must not).
    Use ``op`` and plain SQL.
 4. Every migration has a working ``downgrade`` unless it destroys data; then say
    so in its docstring.
 5. The app never creates tables at start-up; ``knowledgetree migrate`` (Alembic
    ``upgrade heads``) is the only way the schema changes, and ``/readyz`` reports
-   a database that is not at the code's head.
+   a database that is behind the code's head (one at a revision the code does not
+   know, a newer release's, is fine: that is a rollback on an expanded schema).
 
 Revision ids are short sequence numbers ("0001", "0002", ...) and file names are
 ``NNNN_what_it_does.py``; each new revision's ``down_revision`` is the previous one.

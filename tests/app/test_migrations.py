@@ -121,3 +121,25 @@ def test_migrations_downgrade_to_nothing_and_upgrade_again(scratch_database):
         assert remaining == []
     engine.dispose()
     migrations.upgrade(scratch)
+
+
+def test_pending_revisions_for_the_blue_green_deploy(scratch_database):
+    """What `knowledgetree pending-migrations` reports: every shipped script on an empty
+    database (none breaking the release before it), nothing at head, None on a database a
+    newer release migrated."""
+    _name, scratch = scratch_database()
+    engine = create_engine(sync_database_url(scratch))
+    try:
+        with engine.connect() as connection:
+            pending = migrations.pending_revisions(connection)
+        assert pending is not None
+        assert {revision for revision, _ in pending} == set(migrations.script_revisions())
+        assert not any(breaks for _, breaks in pending)
+        migrations.upgrade(scratch)
+        with engine.connect() as connection:
+            assert migrations.pending_revisions(connection) == []
+            connection.execute(text("UPDATE alembic_version SET version_num = '9999_newer'"))
+            connection.commit()
+            assert migrations.pending_revisions(connection) is None
+    finally:
+        engine.dispose()

@@ -3,12 +3,15 @@
 * ``GET /healthz``: 200 while the process serves requests (no dependencies checked).
 * ``GET /readyz``: 200 when every readiness check passes, else 503; the body lists
   each check: ``{"status": "ready", "checks": {"database": {"ok": true, "detail": ...}}}``.
+* ``GET /version``: the release this process runs and its git commit
+  (``{"version": "0.1.0-g1234abcd", "commit": "1234abcd"}``).
 
 Mounted both at the root (``/healthz``) and under ``/api``.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from fastapi import APIRouter, Request, Response, status
@@ -31,6 +34,22 @@ class CheckReport(BaseModel):
 class Readiness(BaseModel):
     status: Literal["ready", "not ready"]
     checks: dict[str, CheckReport]
+
+
+class VersionInfo(BaseModel):
+    version: str
+    commit: str | None
+
+
+# scripts/build_release.sh names a release <version>-g<commit>[-dirty-<hash>].
+_COMMIT_IN_RELEASE = re.compile(r"-g([0-9a-f]{7,40})(?:-|$)")
+
+
+@router.get("/version", response_model=VersionInfo)
+async def version(request: Request) -> VersionInfo:
+    release = request.app.version
+    match = _COMMIT_IN_RELEASE.search(release)
+    return VersionInfo(version=release, commit=match.group(1) if match else None)
 
 
 @router.get("/healthz", response_model=Liveness)

@@ -147,3 +147,45 @@ async def test_openapi_schema_documents_the_api(client):
     assert "/metrics" not in schema["paths"]
     assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     assert (await client.get("/docs")).status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/version", "/api/version"])
+async def test_version_names_the_release_and_its_commit(settings, path):
+    import httpx
+
+    app = create_app(settings.model_copy(update={"release": "0.3.0-g1234abcdef-dirty-99aa"}))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        response = await c.get(path)
+    assert response.status_code == 200
+    assert response.json() == {"version": "0.3.0-g1234abcdef-dirty-99aa", "commit": "1234abcdef"}
+
+
+async def test_readyz_accepts_a_database_a_newer_release_migrated(settings, postgres_server):
+    """Blue-green: the new colour migrates (expand only) while the old one still serves,
+    and a rollback starts the old release on the newer schema."""
+    import httpx
+
+    from app.core import migrations
+
+    name = f"kt_test_newer_{uuid.uuid4().hex[:8]}"
+    postgres_server.psql(f'CREATE DATABASE "{name}";')
+    url = postgres_server.get_uri(name).replace("postgresql://", "postgresql+asyncpg://")
+    newer = settings.model_copy(update={"database_url": url})
+    migrations.upgrade(newer)
+    postgres_server.psql(
+        f"\\c \"{name}\"\nUPDATE alembic_version SET version_num = '9999_from_a_newer_release';"
+    )
+    app = create_app(newer)
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://t"
+        ) as c:
+            response = await c.get("/readyz")
+    finally:
+        from app.core.db import get_engine
+
+        await get_engine(app.state.settings).dispose()
+        postgres_server.psql(f'DROP DATABASE "{name}" WITH (FORCE);')
+    check = response.json()["checks"]["migrations"]
+    assert check["ok"] is True
+    assert check["detail"].startswith("at 9999_from_a_newer_release, newer than")
