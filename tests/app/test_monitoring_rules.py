@@ -125,7 +125,8 @@ def test_prometheus_config_is_valid(tmp_path):
 
 def test_rules_and_dashboard_only_read_metrics_that_exist():
     """Every knowledgetree_* series the alerts and the dashboard read is exported by the
-    app (default registry) or written by the backup job (its two textfile metrics)."""
+    app (default registry) or written by a role's script as a textfile metric (restic's
+    backup and check, pgBackRest's base backups)."""
     import re
 
     from prometheus_client import REGISTRY
@@ -139,13 +140,18 @@ def test_rules_and_dashboard_only_read_metrics_that_exist():
         for family in REGISTRY.collect()
         for suffix in suffixes.get(family.type, [""])
     }
-    backup = {
-        "knowledgetree_backup_last_success_timestamp_seconds",
-        "knowledgetree_backup_last_run_success",
-    }
+    # The scripts write `${prefix}_suffix{...}` lines (prefix=knowledgetree_...) or literal names.
+    written: set[str] = set()
+    for script in (MONITORING.parent / "roles").glob("*/templates/*.sh.j2"):
+        text = script.read_text()
+        prefixes = re.findall(r"\b(?:metric_prefix|prefix)=(knowledgetree_[a-z_]+)", text)
+        endings = re.findall(r"\$\{(?:metric_prefix|prefix)\}(_[a-z_]+)", text)
+        written |= {prefix + ending for prefix in prefixes for ending in endings}
+        written |= set(re.findall(r"echo \"(knowledgetree_[a-z_]+)\{", text))
     texts = [path.read_text() for path in (MONITORING / "rules").glob("*.yml")]
     texts.append((MONITORING / "grafana" / "knowledgetree.json").read_text())
-    read = {name for text in texts for name in re.findall(r"knowledgetree_[a-z_]+", text)}
-    read -= {"knowledgetree_", "knowledgetree_backup"}  # prose: knowledgetree_backup.prom
-    missing = {name for name in read - backup - exported if not name.startswith("knowledgetree@")}
+    # Not a file name (knowledgetree_backup.prom) and not the bare prefix in prose.
+    pattern = r"knowledgetree_[a-z_]+\b(?!\.prom)"
+    read = {name for text in texts for name in re.findall(pattern, text)} - {"knowledgetree_"}
+    missing = {name for name in read - written - exported if not name.startswith("knowledgetree@")}
     assert not missing, f"read but never exported: {sorted(missing)}"
