@@ -95,12 +95,27 @@ def init_sentry(settings: Settings) -> bool:
     if not settings.sentry_dsn:
         return False
     import sentry_sdk
+    from sentry_sdk.integrations.fastapi import FastApiIntegration
+    from sentry_sdk.integrations.httpx import HttpxIntegration
+    from sentry_sdk.integrations.sqlalchemy import SqlalchemyIntegration
+    from sentry_sdk.integrations.starlette import StarletteIntegration
     from sentry_sdk.scrubber import DEFAULT_DENYLIST, EventScrubber
 
     sentry_sdk.init(
         dsn=settings.sentry_dsn,
         environment=settings.environment,
         release=f"knowledgetree@{app_release(settings)}",
+        # The integrations this app needs, named: the SDK would otherwise switch on every
+        # one whose library is installed, and three of them cost CPU on every request or
+        # streamed token for nothing: asyncpg's spans and breadcrumbs repeat SQLAlchemy's
+        # for each query, Anthropic's wraps each streamed event, Hugging Face's the model.
+        auto_enabling_integrations=False,
+        integrations=[
+            StarletteIntegration(),
+            FastApiIntegration(),
+            SqlalchemyIntegration(),
+            HttpxIntegration(),  # breadcrumbs of calls to Anthropic and Stripe
+        ],
         max_request_body_size="never",
         include_local_variables=False,
         event_scrubber=EventScrubber(
