@@ -15,6 +15,13 @@ import pytest
 WEB_ROOT = "/var/www/knowledgetree"
 ACME_WEBROOT = "/var/www/acme"
 UPSTREAM = "/etc/nginx/knowledgetree/upstream.conf"
+ACCESS_LOG = "/var/log/nginx/knowledgetree-access.log"
+# What roles/nginx sends: no third-party origin (checkout and portal are redirects).
+EXPECTED_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; font-src 'self'; object-src 'none'; "
+    "base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+)
 TEST_ASSET = "assets/kt-infra-test.5d41402a.js"
 
 
@@ -86,6 +93,59 @@ def test_security_headers_on_https():
     assert headers["referrer-policy"] == "strict-origin-when-cross-origin"
     assert headers["x-frame-options"] == "DENY"
     assert headers["server"] == "nginx"  # no version
+
+
+def test_content_security_policy_is_self_only(test_dist):
+    for path in ("/", "/index.html", f"/{TEST_ASSET}", "/healthz"):
+        assert kt_target.curl(path).headers["content-security-policy"] == EXPECTED_CSP, path
+
+
+def wait_for_line(host, command: str, needle: str) -> str:
+    """The first line of `command`'s output holding `needle`; logs are written a moment
+    after the response, so it is read again for a while (no timing is asserted)."""
+    for _ in range(20):
+        with host.sudo():
+            output = host.run(command).stdout
+        lines = [line for line in output.splitlines() if needle in line]
+        if lines:
+            return lines[0]
+        time.sleep(0.5)
+    raise AssertionError(f"{needle!r} never appeared in the output of {command!r}")
+
+
+def test_one_request_id_in_nginx_and_app_logs(host):
+    """nginx makes the id (a client's own is replaced), the app logs and echoes it, and
+    nginx's JSON access line carries it with the upstream's status and time."""
+    response = kt_target.curl(
+        "/api/no-such-route?q=private+words", extra=("-H", "X-Request-ID: client-chosen-id-1")
+    )
+    request_id = response.headers["x-request-id"]
+    assert re.fullmatch(r"[0-9a-f]{32}", request_id), request_id
+
+    nginx_line = json.loads(wait_for_line(host, f"tail -n 200 {ACCESS_LOG}", request_id))
+    assert nginx_line["path"] == "/api/no-such-route"  # never the query string
+    assert (nginx_line["status"], nginx_line["upstream_status"]) == (404, "404")
+    assert float(nginx_line["upstream_time"]) >= 0
+    assert nginx_line["method"] == "GET"
+
+    journal = "journalctl -u 'knowledgetree@*' --since '-10min' -o cat --no-pager"
+    app_line = json.loads(wait_for_line(host, journal, request_id))
+    assert app_line["request_id"] == request_id
+    assert (app_line["logger"], app_line["status"]) == ("app.access", 404)
+    with host.sudo():
+        assert "client-chosen-id-1" not in host.run(journal).stdout
+        assert "private" not in host.run(f"tail -n 200 {ACCESS_LOG}").stdout
+
+
+def test_nginx_logs_are_rotated(host):
+    """Debian's logrotate configuration for nginx is in place and covers the access log."""
+    assert host.package("logrotate").is_installed
+    config = host.file("/etc/logrotate.d/nginx")
+    assert "/var/log/nginx/*.log" in config.content_string
+    with host.sudo():
+        dry_run = host.run("logrotate --debug /etc/logrotate.d/nginx")
+    assert dry_run.rc == 0, dry_run.stderr
+    assert ACCESS_LOG in dry_run.stdout + dry_run.stderr
 
 
 def test_http_redirects_to_https_without_hsts():
@@ -194,6 +254,19 @@ def test_session_checks_are_outside_the_sign_in_limit():
     """A signed-in page asks /auth/me and refreshes often: only login/register are strict."""
     statuses = {kt_target.curl("/api/auth/me").status for _ in range(25)}
     assert statuses == {401}, statuses
+
+
+def test_stripe_webhook_reaches_the_app_outside_the_sign_in_limit():
+    """Stripe may deliver many events at once: each reaches the app (whose answer, without
+    Stripe configured here, is its own JSON 503 or a 400 for the missing signature)."""
+    event = json.dumps({"id": "evt_infra", "type": "invoice.paid"})
+    for _ in range(25):
+        response = kt_target.curl(
+            "/api/billing/webhook",
+            extra=("-X", "POST", "-H", "Content-Type: application/json", "--data", event),
+        )
+        assert response.status in (400, 503), response.status
+        assert json.loads(response.body)["detail"]
 
 
 def test_sign_in_requests_are_rate_limited():
