@@ -7,6 +7,7 @@ from fastapi import APIRouter
 
 from app.api.routes import (
     account,
+    admin,
     artifacts,
     auth,
     billing,
@@ -33,4 +34,5 @@ API_ROUTERS: list[APIRouter] = [
     billing.router,
     account.router,
     invitations.router,
+    admin.router,
 ]

@@ -1,10 +1,14 @@
-"""/api/account: the account page's one call (plan, usage this period, storage, reset)."""
+"""/api/account: the account page's summary (plan, usage this period, storage, reset) and
+its daily usage chart."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 
 from app.api.deps import CurrentUser, SessionDep, SettingsDep
+from app.schemas.account import DailyUsageItem, DailyUsageRead
 from app.schemas.billing import (
     AccountRead,
     AccountUsage,
@@ -12,7 +16,7 @@ from app.schemas.billing import (
     plan_limits,
     subscription_read,
 )
-from app.services import usage
+from app.services import usage, usage_history
 
 router = APIRouter(prefix="/account", tags=["account"])
 
@@ -46,3 +50,14 @@ async def get_account(user: CurrentUser, session: SessionDep, settings: Settings
         reset_at=account.state.period_end,
         upgrade_url=f"{settings.public_url}/pricing",
     )
+
+
+@router.get("/usage/daily", response_model=DailyUsageRead)
+async def get_daily_usage(
+    user: CurrentUser,
+    session: SessionDep,
+    days: Annotated[int, Query(ge=1, le=366, description="How many days, ending today.")] = 30,
+) -> DailyUsageRead:
+    """Model calls per day (UTC) for the account page's chart, oldest first."""
+    series = await usage_history.daily_messages(session, user.id, days)
+    return DailyUsageRead(days=[DailyUsageItem(day=day, messages=n) for day, n in series])
