@@ -4,10 +4,12 @@ import { createRoot } from "react-dom/client";
 import { BrowserRouter } from "react-router-dom";
 import { App } from "./App";
 import { AuthProvider } from "./auth/AuthProvider";
+import { startErrorReporting } from "./observability/sentry";
 import { applyTheme, storedTheme } from "./theme";
 import "./styles.css";
 
 applyTheme(storedTheme());
+void startErrorReporting();
 const queryClient = new QueryClient({
   defaultOptions: { queries: { retry: 1, refetchOnWindowFocus: false } },
 });

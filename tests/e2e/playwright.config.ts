@@ -9,6 +9,7 @@ import { ADMIN } from "./helpers";
 const root = path.resolve(import.meta.dirname, "../..");
 const apiPort = process.env.E2E_API_PORT ?? "8765";
 const webPort = process.env.E2E_WEB_PORT ?? "4180";
+const sentryPort = process.env.E2E_SENTRY_PORT ?? "8768";
 
 /** The production Content-Security-Policy, as roles/nginx's defaults write it. */
 function productionCsp(): string {
@@ -17,6 +18,21 @@ function productionCsp(): string {
   if (!folded)
     throw new Error("nginx_content_security_policy not found in roles/nginx/defaults/main.yml");
   return folded[1].replace(/\s+/g, " ").trim();
+}
+
+/** The policy nginx sends when the browser has a Sentry DSN: its origin (here the stack's
+ * Sentry stand-in) in connect-src (roles/nginx: nginx_csp_connect_sources), or the browser
+ * refuses the reports. */
+function cspWithSentry(csp: string): string {
+  const sentry = `http://127.0.0.1:${sentryPort}`;
+  const rendered = csp.replace(
+    /\{\{\s*\(\["'self'"\]\s*\+\s*nginx_csp_connect_sources\)\s*\|\s*join\(' '\)\s*\}\}/,
+    `'self' ${sentry}`,
+  );
+  if (rendered !== csp) return rendered;
+  if (csp.includes("{{") || !csp.includes("connect-src 'self'"))
+    throw new Error(`cannot add the Sentry origin to connect-src of: ${csp}`);
+  return csp.replace("connect-src 'self'", `connect-src 'self' ${sentry}`);
 }
 
 export default defineConfig({
@@ -57,6 +73,7 @@ export default defineConfig({
       env: {
         E2E_API_PORT: apiPort,
         E2E_WEB_PORT: webPort,
+        E2E_SENTRY_PORT: sentryPort,
         E2E_ADMIN_EMAIL: ADMIN.email,
         E2E_ADMIN_PASSWORD: ADMIN.password,
       },
@@ -70,7 +87,7 @@ export default defineConfig({
       timeout: 120_000,
       reuseExistingServer: false,
       gracefulShutdown: { signal: "SIGTERM", timeout: 5_000 },
-      env: { KT_API_URL: `http://127.0.0.1:${apiPort}`, KT_CSP: productionCsp() },
+      env: { KT_API_URL: `http://127.0.0.1:${apiPort}`, KT_CSP: cspWithSentry(productionCsp()) },
     },
   ],
 });

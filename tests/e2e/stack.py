@@ -1,7 +1,8 @@
 """The real backend for the browser tests: embedded Postgres (pgvector), the migrated app
 on 127.0.0.1:$E2E_API_PORT, the Anthropic stand-in streaming slowly enough that a person
 (and Playwright) sees tokens arrive one by one and can press Stop, and the Stripe stand-in
-with a Starter and a Pro price.
+with a Starter and a Pro price, and the Sentry stand-in as the browser's DSN
+(SENTRY_FRONTEND_DSN; playwright.config.ts allows its origin in connect-src).
 
 Playwright starts it (tests/e2e/playwright.config.ts, `webServer`) and stops it with SIGTERM;
 everything lives in a fresh temporary folder that is removed at the end.
@@ -28,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 from aiosmtpd.controller import Controller  # noqa: E402
 
 from tests.fakes.anthropic_server import FakeAnthropicServer, Script  # noqa: E402
+from tests.fakes.sentry_server import SentryStandIn  # noqa: E402
 from tests.fakes.stripe_server import FakeStripeServer, signed_event  # noqa: E402
 
 KNOWLEDGETREE = str(Path(sys.executable).parent / "knowledgetree")
@@ -74,14 +76,15 @@ class Mailbox:
 
 
 def control_server(
-    model: FakeAnthropicServer, stripe: Stripe, mailbox: Mailbox, port: int
+    model: FakeAnthropicServer, stripe: Stripe, mailbox: Mailbox, sentry: SentryStandIn, port: int
 ) -> ThreadingHTTPServer:
     """The tests' switches:
     POST /script with a JSON Script (e.g. {"failure": "midstream_error"}): how the model
     stand-in answers the next request;
     GET /pay/<checkout session id>: "Pay" on the stand-in's Checkout page, then back to
     the app like Stripe redirects;
-    GET /mail: the messages the app sent, as JSON."""
+    GET /mail: the messages the app sent, as JSON;
+    GET /sentry: the raw bodies of the error events the browser sent to the Sentry stand-in."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
@@ -91,8 +94,13 @@ def control_server(
             self.end_headers()
 
         def do_GET(self) -> None:
-            if self.path == "/mail":
-                body = json.dumps(mailbox.messages).encode()
+            if self.path in ("/mail", "/sentry"):
+                found = (
+                    mailbox.messages
+                    if self.path == "/mail"
+                    else [item.payload.decode() for item in sentry.items("event")]
+                )
+                body = json.dumps(found).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.end_headers()
@@ -125,8 +133,9 @@ def main() -> None:
     model.start()
     stripe = Stripe(f"http://127.0.0.1:{port}")
     mailbox = Mailbox(int(os.environ.get("E2E_SMTP_PORT", "8767")))
+    sentry = SentryStandIn(int(os.environ.get("E2E_SENTRY_PORT", "8768"))).__enter__()
     control = control_server(
-        model, stripe, mailbox, int(os.environ.get("E2E_CONTROL_PORT", "8766"))
+        model, stripe, mailbox, sentry, int(os.environ.get("E2E_CONTROL_PORT", "8766"))
     )
     env = {
         **os.environ,
@@ -153,6 +162,8 @@ def main() -> None:
         "STRIPE_PRICE_STARTER": stripe.server.create_price(4900, "Starter"),
         "STRIPE_PRICE_PRO": stripe.server.create_price(14900, "Pro"),
         "LOG_LEVEL": "WARNING",
+        "SENTRY_FRONTEND_DSN": sentry.dsn,
+        "RELEASE": "e2e-release",
     }
     server: subprocess.Popen[bytes] | None = None
     stop = threading.Event()
@@ -186,6 +197,7 @@ def main() -> None:
                 server.kill()
         control.shutdown()
         mailbox.controller.stop()
+        sentry.__exit__()
         stripe.server.stop()
         model.stop()
         postgres.cleanup()

@@ -75,7 +75,7 @@ def _decompress(body: bytes, encoding: str) -> bytes:
 class SentryStandIn:
     """Threaded HTTP server on 127.0.0.1 collecting Sentry envelopes."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.envelopes: list[Envelope] = []
         self._lock = threading.Lock()
         stand_in = self
@@ -93,6 +93,8 @@ class SentryStandIn:
                     stand_in.envelopes.append(envelope)
                 payload = json.dumps({"id": envelope.headers.get("event_id")}).encode()
                 self.send_response(200)
+                # As Sentry does: browsers may read the answer from any origin.
+                self.send_header("Access-Control-Allow-Origin", "*")
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
@@ -101,7 +103,7 @@ class SentryStandIn:
             def log_message(self, format: str, *args: object) -> None:  # quiet
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property

@@ -1,8 +1,12 @@
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
-import { useState } from "react";
+import { lazy, Suspense, useState } from "react";
 import { Link } from "react-router-dom";
+import { ChangePasswordForm } from "../account/ChangePasswordForm";
 import { type Account, api, formatMoney, unwrap } from "../api/client";
 import { ConfirmDialog } from "../components/Dialog";
+
+// The chart is its own chunk: the first page load does not carry it.
+const DailyUsageChart = lazy(() => import("../account/DailyUsageChart"));
 
 const date = (value: string | null | undefined) =>
   value ? new Date(value).toLocaleDateString() : "—";
@@ -40,7 +44,8 @@ function UsageBar({
   );
 }
 
-/** Plan, renewal or end date, usage this period, billing actions and history. */
+/** Plan, renewal or end date, usage this period (with a daily chart), billing actions and
+ * history, password change. */
 export function AccountPage() {
   const queryClient = useQueryClient();
   const [error, setError] = useState<string | null>(null);
@@ -120,6 +125,10 @@ export function AccountPage() {
           Model tokens this period: {data.usage.input_tokens.toLocaleString()} in,{" "}
           {data.usage.output_tokens.toLocaleString()} out.
         </p>
+        <h3>Messages per day</h3>
+        <Suspense fallback={<p className="hint">Loading the daily chart…</p>}>
+          <DailyUsageChart />
+        </Suspense>
       </section>
       {paying && (
         <section className="card" aria-labelledby="invoices-heading">
@@ -158,6 +167,10 @@ export function AccountPage() {
           )}
         </section>
       )}
+      <section className="card" aria-labelledby="password-heading">
+        <h2 id="password-heading">Change password</h2>
+        <ChangePasswordForm />
+      </section>
       <ConfirmDialog
         open={confirmCancel}
         title="Cancel your subscription?"
