@@ -29,7 +29,7 @@ from app.api.routes import API_ROUTERS, health
 from app.core import lifecycle, openapi
 from app.core.body_limit import BodyLimitMiddleware
 from app.core.config import Settings, get_settings
-from app.core.db import dispose_engines
+from app.core.db import DatabaseUnavailable, dispose_engines
 from app.core.logging import RequestContextMiddleware, configure_logging
 from app.core.readiness import READINESS_CHECKS
 from app.core.request_metrics import metrics_endpoint
@@ -64,6 +64,24 @@ async def _internal_error(request: Request, error: Exception) -> JSONResponse:
     )
 
 
+# How long a client should wait before trying again after a 503 (a restart of Postgres
+# takes a few seconds).
+DATABASE_RETRY_AFTER_SECONDS = 5
+
+
+async def _database_unavailable(request: Request, error: Exception) -> JSONResponse:
+    """Postgres is away (restart, failover): a clear 503 instead of a 500 with a trace;
+    the pool reconnects by itself when the server is back."""
+    logger.warning(
+        "database unavailable on %s %s: %s", request.method, request.url.path, error.__cause__
+    )
+    return JSONResponse(
+        status_code=503,
+        content={"detail": str(error)},
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+    )
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app. Without ``settings`` the process settings are loaded (and a
     missing or invalid variable raises ConfigurationError naming it)."""
@@ -82,6 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.add_exception_handler(Exception, _internal_error)
+    app.add_exception_handler(DatabaseUnavailable, _database_unavailable)
     billing_errors.register(app)  # plan limits (402), full disk (507), Stripe failures
     app.state.readiness_checks = dict(READINESS_CHECKS)
 

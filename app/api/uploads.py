@@ -10,6 +10,8 @@ files passes ``MAX_FILES_PER_UPLOAD``. A refused request keeps nothing received 
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import uuid
 from collections.abc import AsyncIterable
@@ -29,6 +31,7 @@ from app.services.uploads import (
     incoming_dir,
     safe_filename,
 )
+from app.services.usage import DiskFull
 
 UPLOAD_FIELD = "files"
 # Room for multipart boundaries and part headers when judging Content-Length up front.
@@ -98,6 +101,16 @@ class MultipartReceiver:
         except FormParserError:
             self._discard()
             raise _malformed("The multipart body is malformed.") from None
+        except OSError as error:
+            self._discard()
+            if error.errno in (errno.ENOSPC, errno.EDQUOT):
+                # Above MIN_FREE_DISK_MB when it started, full before it ended (a large
+                # upload, several at once, or Postgres growing): a clear 507, nothing kept.
+                raise DiskFull(
+                    "The server's disk filled up while receiving the upload; nothing was "
+                    "stored. Try again later, or ask an administrator to make room."
+                ) from None
+            raise
         except BaseException:  # refused, the client went away, or we are shutting down
             self._discard()
             raise
@@ -105,7 +118,9 @@ class MultipartReceiver:
 
     def _discard(self) -> None:
         if self._handle is not None:
-            self._handle.close()
+            # Closing flushes the buffer, which fails again on a full disk.
+            with contextlib.suppress(OSError):
+                self._handle.close()
             self._handle = None
         discard(self.files)
 

@@ -12,6 +12,9 @@
 * ``sync_database_url(settings, driver)``: the same database for synchronous
   drivers (Alembic uses psycopg 3; LlamaIndex's PGVectorStore wants a sync and
   an async connection string).
+* ``DatabaseUnavailable``: what every engine raises when Postgres cannot be reached
+  or drops the connection (a restart, a failover); the app answers it with 503, and the
+  pool (``pool_pre_ping``) reconnects by itself once the server is back.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from fastapi import Request
+from sqlalchemy import event
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -33,6 +38,51 @@ _engines: dict[tuple[str, int, int], AsyncEngine] = {}
 _sessionmakers: dict[AsyncEngine, async_sessionmaker[AsyncSession]] = {}
 
 
+class DatabaseUnavailable(Exception):
+    """Postgres is not reachable, is restarting, or dropped the connection mid-request."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The database is not reachable right now (it may be restarting). "
+            "Please try again in a moment."
+        )
+
+
+# SQLSTATE classes that mean "the server is not there for us": 08 connection exception,
+# 57P admin/crash shutdown and "starting up", 53300 too many connections.
+_UNAVAILABLE_SQLSTATES = ("08", "57P", "53300")
+
+
+def _is_unavailable(error: BaseException) -> bool:
+    if isinstance(error, OSError):  # no socket, connection refused, connect timeout
+        return True
+    sqlstate = getattr(error, "sqlstate", None) or ""
+    return sqlstate.startswith(_UNAVAILABLE_SQLSTATES)
+
+
+def _watch_availability(engine: AsyncEngine) -> None:
+    """Turn connection failures into ``DatabaseUnavailable`` (asyncpg raises a bare
+    OSError when it cannot connect, which would otherwise look like any other bug)."""
+    sync_engine = engine.sync_engine
+
+    @event.listens_for(sync_engine, "do_connect")
+    def _connect(dialect, _record, cargs, cparams):
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except Exception as error:
+            if _is_unavailable(error):
+                raise DatabaseUnavailable() from error
+            raise
+
+    @event.listens_for(sync_engine, "handle_error")
+    def _lost(context: ExceptionContext) -> BaseException | None:
+        if context.is_pre_ping:
+            return None  # the pool's own check: it reconnects by itself
+        if context.is_disconnect or _is_unavailable(context.original_exception):
+            return DatabaseUnavailable()
+        return None
+
+
 def _create_engine(settings: Settings, *, pooled: bool = True) -> AsyncEngine:
     options: dict[str, object] = {"pool_pre_ping": True}
     if pooled:
@@ -41,7 +91,7 @@ def _create_engine(settings: Settings, *, pooled: bool = True) -> AsyncEngine:
         from sqlalchemy.pool import NullPool
 
         options = {"poolclass": NullPool}
-    return create_async_engine(
+    engine = create_async_engine(
         settings.database_url,
         # The server's application_name shows up in pg_stat_activity: handy in production.
         connect_args={"server_settings": {"application_name": "knowledgetree"}},
@@ -50,6 +100,8 @@ def _create_engine(settings: Settings, *, pooled: bool = True) -> AsyncEngine:
         hide_parameters=True,
         **options,
     )
+    _watch_availability(engine)
+    return engine
 
 
 def get_engine(settings: Settings | None = None) -> AsyncEngine:
@@ -86,9 +138,14 @@ async def dispose_engines() -> None:
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """FastAPI dependency: one AsyncSession per request, from the app's own settings."""
-    maker = get_sessionmaker(request.app.state.settings)
-    async with maker() as session:
+    session = get_sessionmaker(request.app.state.settings)()
+    try:
         yield session
+    finally:
+        # Closing rolls back; when Postgres went away after the answer was sent there is
+        # nothing to roll back (the server did it) and nobody left to tell.
+        with contextlib.suppress(DatabaseUnavailable):
+            await session.close()
 
 
 @contextlib.asynccontextmanager

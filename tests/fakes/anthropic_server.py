@@ -15,10 +15,12 @@ What it speaks:
   response at all), an `event: error` in the middle of a stream, and a stall in
   the middle of a stream.
 
-Each test scripts the behaviour with `Script` (the default one, or a queue of
-one-off scripts consumed request by request), and inspects `requests` (what the
-app sent) and `streams` (how each stream ended, including whether the client
-disconnected before the end, which proves the app cancelled the upstream stream).
+Each test scripts the behaviour with `Script` (the default one, a queue of one-off
+scripts consumed request by request, or `route(marker, script)`: the script of every
+request whose question contains `marker`, for concurrent requests), and inspects
+`requests` (what the app sent) and `streams` (how each stream ended, including whether
+the client disconnected before the end, which proves the app cancelled the upstream
+stream).
 """
 
 from __future__ import annotations
@@ -148,6 +150,7 @@ class FakeAnthropicServer:
     def __init__(self) -> None:
         self.default = Script()
         self._queue: deque[Script] = deque()
+        self._routes: dict[str, Script] = {}
         self._lock = threading.Lock()
         self.requests: list[RecordedRequest] = []
         self.streams: list[StreamRecord] = []
@@ -164,15 +167,25 @@ class FakeAnthropicServer:
         with self._lock:
             self._queue.extend(scripts)
 
+    def route(self, marker: str, script: Script) -> None:
+        """Answer every request whose last user turn contains `marker` with `script`
+        (before the queue and the default): concurrent requests get their own script."""
+        with self._lock:
+            self._routes[marker] = script
+
     def reset(self) -> None:
         with self._lock:
             self.default = Script()
             self._queue.clear()
+            self._routes.clear()
             self.requests.clear()
             self.streams.clear()
 
-    def _next_script(self) -> Script:
+    def _next_script(self, question: str) -> Script:
         with self._lock:
+            for marker, script in self._routes.items():
+                if marker in question:
+                    return script
             return self._queue.popleft() if self._queue else self.default
 
     # --- lifecycle -------------------------------------------------------------------
@@ -243,7 +256,7 @@ class FakeAnthropicServer:
                 RecordedRequest(path=request.url.path, headers=dict(request.headers), body=body)
             )
             index = len(self.requests) - 1
-        script = self._next_script()
+        script = self._next_script(RecordedRequest("", {}, body).last_user_text)
         request_id = f"req_{uuid.uuid4().hex[:24]}"
 
         if not request.headers.get("x-api-key"):
