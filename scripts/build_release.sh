@@ -16,6 +16,8 @@
 #
 # KT_RELEASE_REF=<commit> builds that commit instead of the working tree (e.g. HEAD,
 # to test the playbooks while the working tree holds unfinished changes).
+# KT_RELEASE_SUFFIX=<text> appends "-<text>" to the name: a second release of the same
+# sources (the blue-green tests deploy one to switch between two releases).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -57,6 +59,12 @@ if [[ -z $ref && -n $(git status --porcelain -- "${files[@]}" 2>/dev/null) ]]; t
   name="$name-dirty-$changes"
 fi
 
+suffix=${KT_RELEASE_SUFFIX:-}
+if [[ -n $suffix ]]; then
+  [[ $suffix =~ ^[A-Za-z0-9][A-Za-z0-9._+-]*$ ]] || die "KT_RELEASE_SUFFIX=$suffix: letters, digits and ._+- only"
+  name="$name-$suffix"
+fi
+
 out="$repo/build/releases/$name"
 if [[ -f $out/RELEASE ]]; then
   log "release $name exists: $out"
@@ -87,7 +95,8 @@ else
 
   if [[ -f frontend/package.json ]]; then
     log "building the frontend"
-    (cd frontend && npm ci --no-audit --no-fund && npm run build) || die "the frontend build failed"
+    # npm's output goes to stderr: stdout is this script's answer (the release folder).
+    (cd frontend && npm ci --no-audit --no-fund && npm run build) >&2 || die "the frontend build failed"
     cp -a frontend/dist "$tmp/release/dist"
   fi
   echo "$name" >"$tmp/release/RELEASE"
