@@ -24,7 +24,7 @@ TESTHOST  ?= kt-test
 TESTHOST_IP ?= 10.99.0.11
 
 .PHONY: help setup demo dev test test-app test-infra lint format bench \
-        provision deploy rollback status backup restore restore-pitr vault-create vault-edit vault-view inventory-given \
+        provision deploy status backup restore restore-pitr vault-create vault-edit vault-view inventory-given \
         testhost-up testhost-down lock clean
 
 help: ## List the targets
@@ -99,6 +99,8 @@ bench: $(STAMP) ## Run the app benchmarks; record the figures in docs/BENCHMARKS
 	$(BIN)/python bench/chat_latency.py
 	$(BIN)/python bench/concurrent_streams.py
 	$(BIN)/python bench/quota_overhead.py
+	@# Through nginx and TLS on a provisioned test host (kt-bench, made or reused; as root).
+	bench/load_host.sh
 
 inventory-given:
 	@test -n "$(INVENTORY)" || { echo "make $(MAKECMDGOALS): which servers? Add INVENTORY=inventories/<yours>," \
@@ -112,12 +114,9 @@ provision: inventory-given $(STAMP) ## Provision the hosts of INVENTORY and depl
 	release=$$(scripts/build_release.sh) && \
 	  $(PLAYBOOK) ansible/site.yml -e app_release_source=$$release $(ANSIBLE_ARGS)
 
-deploy: inventory-given $(STAMP) ## Build a release and deploy it blue-green to INVENTORY (no downtime)
+deploy: inventory-given $(STAMP) ## Build a release and deploy it to the app hosts of INVENTORY
 	release=$$(scripts/build_release.sh) && \
 	  $(PLAYBOOK) ansible/deploy.yml -e app_release_source=$$release $(ANSIBLE_ARGS)
-
-rollback: inventory-given $(STAMP) ## Switch INVENTORY back to the previous release (ROLLBACK_TO=<release>: that one)
-	$(PLAYBOOK) ansible/rollback.yml $(if $(ROLLBACK_TO),-e rollback_to=$(ROLLBACK_TO)) $(ANSIBLE_ARGS)
 
 status: inventory-given $(STAMP) ## Live release and colour, /readyz, certificate, disk, backups of INVENTORY
 	$(PLAYBOOK) ansible/status.yml $(ANSIBLE_ARGS)
