@@ -24,7 +24,7 @@ TESTHOST  ?= kt-test
 TESTHOST_IP ?= 10.99.0.11
 
 .PHONY: help setup demo dev test test-app test-infra lint format bench \
-        provision deploy status backup restore restore-pitr vault-create vault-edit vault-view inventory-given \
+        provision deploy rollback status backup restore restore-pitr vault-create vault-edit vault-view inventory-given \
         testhost-up testhost-down lock clean
 
 help: ## List the targets
@@ -114,9 +114,12 @@ provision: inventory-given $(STAMP) ## Provision the hosts of INVENTORY and depl
 	release=$$(scripts/build_release.sh) && \
 	  $(PLAYBOOK) ansible/site.yml -e app_release_source=$$release $(ANSIBLE_ARGS)
 
-deploy: inventory-given $(STAMP) ## Build a release and deploy it to the app hosts of INVENTORY
+deploy: inventory-given $(STAMP) ## Build a release and deploy it blue-green to INVENTORY (no downtime)
 	release=$$(scripts/build_release.sh) && \
 	  $(PLAYBOOK) ansible/deploy.yml -e app_release_source=$$release $(ANSIBLE_ARGS)
+
+rollback: inventory-given $(STAMP) ## Switch INVENTORY back to the previous release (ROLLBACK_TO=<release>: that one)
+	$(PLAYBOOK) ansible/rollback.yml $(if $(ROLLBACK_TO),-e rollback_to=$(ROLLBACK_TO)) $(ANSIBLE_ARGS)
 
 status: inventory-given $(STAMP) ## Live release and colour, /readyz, certificate, disk, backups of INVENTORY
 	$(PLAYBOOK) ansible/status.yml $(ANSIBLE_ARGS)
