@@ -254,6 +254,9 @@ def fill_inventory(inventory: Path, *, known_hosts: Path, key: str) -> None:
             + f"certbot_acme_ca_certificate: \"{{{{ lookup('file', '{PEBBLE_CA}') }}}}\"\n"
             + "certbot_dns_servers: [10.99.0.1]\ncertbot_dns_port: 8053\n"
         )
+    # Where alerts go: an SMTP relay (Alertmanager only connects to it when an alert fires).
+    monitoring = inventory / "group_vars" / "all" / "monitoring.yml"
+    set_yaml_value(monitoring, "monitoring_smtp_smarthost", "10.99.0.1:25")
 
 
 @pytest.fixture(scope="module")
