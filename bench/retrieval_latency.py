@@ -8,7 +8,9 @@ What is measured, on an embedded Postgres 18 + pgvector 0.8 (own throw-away data
   and its recall@10 against exact search (numpy brute force over the same vectors);
 * ``hybrid search``: the whole SQL of ``app.services.retrieval.search_by_vector`` (vector
   candidates + full-text candidates, reciprocal rank fusion, cosine similarity, document
-  join), top 10, as the app runs it through SQLAlchemy/asyncpg.
+  join), top 10, as the app runs it through SQLAlchemy/asyncpg; and the same with 20
+  candidates per list instead of the default ``Fusion.depth``, alternating with it (the
+  cost of the deeper fusion, measured in one run).
 Latencies are wall-clock from the Python client over the Unix socket, excluding the query
 embedding, which is measured separately (last table: 1 vs 2 torch threads).
 
@@ -28,6 +30,7 @@ import random
 import statistics
 import time
 import uuid
+from dataclasses import replace
 
 import numpy as np
 from _ingest_db import bench_database, percentile
@@ -109,6 +112,7 @@ async def measure(settings, project_id, queries, exact_ids, node_index, ef_searc
 
     from app.core.db import get_sessionmaker
     from app.services.retrieval import (
+        DEFAULT_FUSION,
         search_by_vector,
         set_hnsw_search_parameters,
         vector_literal,
@@ -119,7 +123,8 @@ async def measure(settings, project_id, queries, exact_ids, node_index, ef_searc
         "SELECT node_id FROM data_chunks WHERE project_id = :p AND embedding IS NOT NULL "
         "ORDER BY embedding <=> CAST(:q AS vector) LIMIT 10"
     )
-    vector_latencies, hybrid_latencies, recalls = [], [], []
+    vector_latencies, hybrid_latencies, shallow_latencies, recalls = [], [], [], []
+    shallow = replace(DEFAULT_FUSION, depth=20)
     async with maker() as session:
         for _ in range(2):  # warm-up: caches, plans
             await session.execute(vector_sql, {"p": project_id, "q": vector_literal(queries[0])})
@@ -135,18 +140,23 @@ async def measure(settings, project_id, queries, exact_ids, node_index, ef_searc
             recalls.append(len(found & set(truth)) / 10)
 
             words = " ".join(random.sample(WORDS[20:2000], 2))  # content words
-            started = time.perf_counter()
-            await search_by_vector(
-                session,
-                project_id,
-                words,
-                query.tolist(),
-                top_k=10,
-                settings=settings.model_copy(update={"hnsw_ef_search": ef_search}),
-            )
-            hybrid_latencies.append(time.perf_counter() - started)
-            await session.rollback()
-    return vector_latencies, hybrid_latencies, recalls
+            for fusion, latencies in (
+                (DEFAULT_FUSION, hybrid_latencies),
+                (shallow, shallow_latencies),
+            ):
+                started = time.perf_counter()
+                await search_by_vector(
+                    session,
+                    project_id,
+                    words,
+                    query.tolist(),
+                    top_k=10,
+                    settings=settings.model_copy(update={"hnsw_ef_search": ef_search}),
+                    fusion=fusion,
+                )
+                latencies.append(time.perf_counter() - started)
+                await session.rollback()
+    return vector_latencies, hybrid_latencies, shallow_latencies, recalls
 
 
 async def node_ids(settings) -> list[str]:
@@ -217,7 +227,7 @@ def main() -> None:
                 finally:
                     await dispose_engines()  # its connections belong to this event loop
 
-            for ef, (vector_lat, hybrid_lat, recalls) in zip(
+            for ef, (vector_lat, hybrid_lat, shallow_lat, recalls) in zip(
                 ef_values, asyncio.run(run()), strict=True
             ):
                 rows.append(
@@ -230,6 +240,8 @@ def main() -> None:
                         f"{statistics.mean(recalls):.3f}",
                         f"{percentile(hybrid_lat, 0.5) * 1000:.2f}",
                         f"{percentile(hybrid_lat, 0.95) * 1000:.2f}",
+                        f"{percentile(shallow_lat, 0.5) * 1000:.2f}",
+                        f"{percentile(shallow_lat, 0.95) * 1000:.2f}",
                     )
                 )
         embedding_rows = query_embedding_latency(settings)
@@ -239,11 +251,14 @@ def main() -> None:
         f"ef_construction={settings.hnsw_ef_construction}, ef_search={settings.hnsw_ef_search}, "
         f"{options.queries} queries)\n"
     )
+    from app.services.retrieval import DEFAULT_FUSION
+
     print(
         "| chunks | ef_search | index build s | vector top-10 p50 ms | p95 ms | recall@10 "
-        "| hybrid search p50 ms | p95 ms |"
+        f"| hybrid search ({DEFAULT_FUSION.depth} per list) p50 ms | p95 ms "
+        "| hybrid, 20 per list p50 ms | p95 ms |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
     print("\n### Query embedding latency (all-MiniLM-L6-v2, one short question)\n")

@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/eval/build_corpus.py          # once: the git-doc corpus
     .venv/bin/python bench/retrieval_quality.py [--corpus DIR] [--questions FILE]
-        [--chunk-size N] [--chunk-overlap N] [--rrf-k K ...] [--reranker MODEL]
+        [--chunk-size N] [--chunk-overlap N] [--rrf-k K ...] [--vector-weight W ...]
+        [--depth N ...] [--bm25-b B ...] [--reranker MODEL]
 
 The documents of ``--corpus`` are ingested into a fresh project of a throw-away embedded
 Postgres through the app's own ingestion (register the uploads, then the ingest worker:
@@ -13,7 +14,9 @@ environment or the options). Then every question is asked of:
 * ``vector list alone`` / ``keyword list alone``: the same call with ``mode`` set;
 * ``LlamaIndex retriever``: the stock ``VectorStoreIndex(...).as_retriever()`` over the
   same table, model and project (a peer, measured in the same run);
-* with ``--rrf-k``: the fused search with other rank constants (the tuning table);
+* with ``--rrf-k``, ``--vector-weight``, ``--depth``, ``--bm25-b``: the fused search with
+  other rank constants, list weights, candidates per list or BM25 length normalisation
+  (the tuning table; ``--bm25-b`` also shows the keyword list alone);
 * with ``--reranker``: the fused search followed by that cross-encoder.
 
 A hit is a passage of the right document that contains the answer sentence (both
@@ -240,10 +243,14 @@ async def diagnose(settings, project_id: uuid.UUID, questions: list[Question]) -
 
 
 def report(results, latency, questions, chunks, coverage, elapsed, settings, why) -> None:
+    from app.services.retrieval import DEFAULT_BM25, DEFAULT_FUSION
+
     kinds = sorted({q.kind for q in questions})
     print(
         f"\n### Retrieval quality ({len(questions)} questions, {chunks} chunks, "
         f"CHUNK_SIZE={settings.chunk_size} CHUNK_OVERLAP={settings.chunk_overlap}; "
+        f"defaults: RRF k={DEFAULT_FUSION.k}, {DEFAULT_FUSION.depth} candidates per list, "
+        f"BM25 k1={DEFAULT_BM25.k1} b={DEFAULT_BM25.b}; "
         f"ingested in {elapsed:.0f} s; answer inside some chunk of its document: "
         f"{coverage}/{len(questions)})\n"
     )
@@ -282,6 +289,12 @@ def main() -> None:
     parser.add_argument(
         "--vector-weight", type=float, nargs="*", default=[], help="other vector-list weights"
     )
+    parser.add_argument(
+        "--depth", type=int, nargs="*", default=[], help="other candidates per list"
+    )
+    parser.add_argument(
+        "--bm25-b", type=float, nargs="*", default=[], help="other BM25 length normalisations"
+    )
     parser.add_argument("--reranker", help="also rerank the fused list with this CrossEncoder")
     options = parser.parse_args()
     if not options.corpus.is_dir():
@@ -319,6 +332,16 @@ def main() -> None:
                     rankers[f"fused, vector weight {weight}"] = app_ranker(
                         settings, project_id, fusion=replace(default, vector_weight=weight)
                     )
+                for depth in options.depth:
+                    rankers[f"fused, {depth} candidates per list"] = app_ranker(
+                        settings, project_id, fusion=replace(default, depth=depth)
+                    )
+                for b in options.bm25_b:
+                    bm25 = replace(retrieval.DEFAULT_BM25, b=b)
+                    rankers[f"keyword alone, BM25 b={b}"] = app_ranker(
+                        settings, project_id, mode="keyword", bm25=bm25
+                    )
+                    rankers[f"fused, BM25 b={b}"] = app_ranker(settings, project_id, bm25=bm25)
                 if options.reranker:
                     rerank_settings = settings.model_copy(
                         update={"reranker_model": options.reranker}

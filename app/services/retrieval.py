@@ -23,12 +23,21 @@ from app.services import embeddings
 
 SearchMode = Literal["hybrid", "vector", "keyword"]
 
-BM25_K1 = 1.2  # term-frequency saturation (the usual BM25 values)
-BM25_B = 0.75  # length normalisation
 # Postings read per query term, densest first: every chunk of a term rarer than this is
 # scored exactly; a very common term (low idf) only adds to its densest chunks.
 POSTINGS_PER_TERM = 1000
-_MIN_CANDIDATES = 20
+
+
+@dataclass(frozen=True)
+class Bm25:
+    """BM25 parameters of the keyword list."""
+
+    k1: float = 1.2  # term-frequency saturation (the usual value)
+    # Length normalisation: none, not the usual 0.75. The chunker cuts chunks to one
+    # size, so a short chunk is mostly a fragment (a NAME line, a section's tail), not a
+    # focused passage, and normalising ranked those first (bench/eval: keyword list
+    # hit@5 0.667 at b = 0, 0.644 at 0.3, 0.578 at 0.75; docs/ARCHITECTURE.md "Ranking").
+    b: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -38,9 +47,13 @@ class Fusion:
     k: int = 10  # 60 is the literature's default; 10 ranked better on bench/eval
     vector_weight: float = 1.0
     text_weight: float = 1.0
+    # Candidates each list brings to the fusion (at least twice what is returned): a
+    # passage one list ranks 30th can still win when the other ranks it high.
+    depth: int = 50
 
 
-DEFAULT_FUSION = Fusion()  # the measured choice (docs/ARCHITECTURE.md, "Ranking")
+DEFAULT_BM25 = Bm25()  # the measured choices (docs/ARCHITECTURE.md, "Ranking")
+DEFAULT_FUSION = Fusion()
 
 
 @dataclass(frozen=True)
@@ -60,6 +73,8 @@ class SearchHit:
 
 # The table and text-search names are those of app.services.vector_store and of
 # migration 0008 (chunk_terms, term_stats, project_text_stats and their trigger).
+# The numeric parameters are cast once in ``params``: left to itself asyncpg types a
+# parameter from its use, and ``1 - :b`` made b an integer (0.75 ran as 0, k1 1.2 as 1).
 _SEARCH_SQL = text(
     """
     WITH vector_hits AS MATERIALIZED (
@@ -82,12 +97,18 @@ _SEARCH_SQL = text(
         JOIN term_stats s ON s.project_id = :project_id AND s.term = q.lexeme
         CROSS JOIN corpus c
     ),
+    params AS MATERIALIZED (
+        SELECT CAST(:k1 AS float8) AS k1, CAST(:b AS float8) AS b,
+               CAST(:rrf_k AS float8) AS rrf_k, CAST(:vector_weight AS float8) AS vector_weight,
+               CAST(:text_weight AS float8) AS text_weight
+    ),
     text_scores AS (
         SELECT p.chunk_id AS id,
-               sum(w.idf * p.tf * (:k1 + 1)
-                   / (p.tf + :k1 * (1 - :b + :b * p.chunk_length / c.average_length))) AS score
+               sum(w.idf * p.tf * (x.k1 + 1)
+                   / (p.tf + x.k1 * (1 - x.b + x.b * p.chunk_length / c.average_length))) AS score
         FROM term_weights w
         CROSS JOIN corpus c
+        CROSS JOIN params x
         CROSS JOIN LATERAL (
             SELECT chunk_id, tf, chunk_length FROM chunk_terms
             WHERE project_id = :project_id AND term = w.term
@@ -102,9 +123,10 @@ _SEARCH_SQL = text(
     ),
     fused AS (
         SELECT coalesce(v.id, t.id) AS id, v.vector_rank, t.text_rank,
-               :vector_weight * coalesce(1.0 / (:rrf_k + v.vector_rank), 0)
-             + :text_weight * coalesce(1.0 / (:rrf_k + t.text_rank), 0) AS score
+               x.vector_weight * coalesce(1 / (x.rrf_k + v.vector_rank), 0)
+             + x.text_weight * coalesce(1 / (x.rrf_k + t.text_rank), 0) AS score
         FROM vector_ranked v FULL OUTER JOIN text_ranked t ON v.id = t.id
+        CROSS JOIN params x
     )
     SELECT c.node_id, c.text, c.document_id, d.filename,
            c.metadata_ ->> 'page' AS page, c.metadata_ ->> 'heading' AS heading,
@@ -114,7 +136,7 @@ _SEARCH_SQL = text(
     JOIN data_chunks c ON c.id = f.id
     JOIN documents d ON d.id = c.document_id
     WHERE f.score > 0
-      AND 1 - (c.embedding <=> CAST(:embedding AS vector)) >= :min_similarity
+      AND 1 - (c.embedding <=> CAST(:embedding AS vector)) >= CAST(:min_similarity AS float8)
     ORDER BY f.score DESC, similarity DESC
     LIMIT :top_k
     """
@@ -150,6 +172,7 @@ async def search(
     settings: Settings | None = None,
     mode: SearchMode = "hybrid",
     fusion: Fusion = DEFAULT_FUSION,
+    bm25: Bm25 = DEFAULT_BM25,
 ) -> list[SearchHit]:
     """The ``top_k`` chunks of the project that best answer ``query``, best first.
 
@@ -163,6 +186,7 @@ async def search(
         settings: defaults to the process settings.
         mode: ``hybrid`` (both lists fused), or one list alone: ``vector``, ``keyword``.
         fusion: how the two lists are fused (the default is the measured choice).
+        bm25: the keyword list's parameters (likewise).
     """
     settings = settings or get_settings()
     if not query.strip():
@@ -179,6 +203,7 @@ async def search(
         settings=settings,
         mode=mode,
         fusion=fusion,
+        bm25=bm25,
     )
 
 
@@ -193,6 +218,7 @@ async def search_by_vector(
     settings: Settings | None = None,
     mode: SearchMode = "hybrid",
     fusion: Fusion = DEFAULT_FUSION,
+    bm25: Bm25 = DEFAULT_BM25,
 ) -> list[SearchHit]:
     """``search`` with the query's embedding computed elsewhere.
 
@@ -205,7 +231,7 @@ async def search_by_vector(
     reranking = bool(settings.reranker_model) and mode == "hybrid"
     # The reranker reorders a longer list than is returned.
     wanted = max(top_k, settings.reranker_candidates) if reranking else top_k
-    candidates = max(_MIN_CANDIDATES, 2 * wanted)
+    candidates = max(fusion.depth, 2 * wanted)
     ef_search = max(settings.hnsw_ef_search, candidates)
     await set_hnsw_search_parameters(session, ef_search)
     if not isinstance(vector, list):
@@ -218,8 +244,8 @@ async def search_by_vector(
             "text_query": query.strip(),
             "candidates": candidates,
             "postings_per_term": POSTINGS_PER_TERM,
-            "k1": BM25_K1,
-            "b": BM25_B,
+            "k1": bm25.k1,
+            "b": bm25.b,
             "rrf_k": fusion.k,
             "vector_weight": 0.0 if mode == "keyword" else fusion.vector_weight,
             "text_weight": 0.0 if mode == "vector" else fusion.text_weight,

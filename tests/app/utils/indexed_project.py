@@ -56,10 +56,19 @@ class IndexedProject:
     document_ids: dict[str, uuid.UUID]
 
 
+Corpus = dict[str, list[tuple[int | None, str | None, str]]]
+
+
 async def index_project(
-    client: httpx.AsyncClient, headers: dict[str, str], settings: Settings, name: str = "Shop"
+    client: httpx.AsyncClient,
+    headers: dict[str, str],
+    settings: Settings,
+    name: str = "Shop",
+    corpus: Corpus | None = None,
 ) -> IndexedProject:
-    """A project of ``headers``' user holding CORPUS as ready, indexed documents."""
+    """A project of ``headers``' user holding ``corpus`` (default CORPUS) as ready, indexed
+    documents: {filename: [(page, heading, text) of each chunk]}."""
+    corpus = CORPUS if corpus is None else corpus
     response = await client.post("/api/projects", json={"name": name}, headers=headers)
     assert response.status_code == 201, response.text
     project_id = uuid.UUID(response.json()["id"])
@@ -67,7 +76,7 @@ async def index_project(
 
     documents: list[tuple[Document, list[Chunk]]] = []
     async with get_sessionmaker(settings)() as session:
-        for filename, passages in CORPUS.items():
+        for filename, passages in corpus.items():
             document = Document(
                 project_id=project_id,
                 owner_id=owner_id,
