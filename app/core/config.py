@@ -160,8 +160,8 @@ class Settings(BaseSettings):
         default=0.05,
         ge=0,
         le=1,
-        description="Share of requests whose performance trace is sent to Sentry (0 to 1). "
-        "Only used when SENTRY_DSN is set.",
+        description="Share of requests (and browser page loads) whose performance trace is sent "
+        "to Sentry (0 to 1). Only used where a DSN is set.",
     )
     sentry_frontend_dsn: str | None = Field(
         default=None,

@@ -62,7 +62,8 @@ export default function DailyUsageChart({ days = 30 }: { days?: number }) {
       <figcaption className="hint daily-chart-axis">
         <span>{first && dayLabel(first)}</span>
         <span>
-          {total} messages in {series.length} days (peak {peak})
+          {total} {total === 1 ? "message" : "messages"} in {series.length}{" "}
+          {series.length === 1 ? "day" : "days"} (peak {peak})
         </span>
         <span>{last && dayLabel(last)}</span>
       </figcaption>
