@@ -68,6 +68,11 @@ def serve(
     import uvicorn
 
     settings = load_settings_or_exit()  # fail here, readably, not inside a worker
+    # sse-starlette ends every open answer stream as soon as uvicorn gets SIGTERM; a
+    # blue-green drain lets them finish (uvicorn cancels what is left after the timeout).
+    from sse_starlette.sse import AppStatus
+
+    AppStatus.disable_automatic_graceful_drain()
     uvicorn.run(
         "app.main:create_app",
         factory=True,
