@@ -33,6 +33,13 @@ async def _stop_ingest_worker(app: FastAPI) -> None:
         await worker.stop()
 
 
+async def _stop_parse_helpers(app: FastAPI) -> None:
+    # After the ingest worker: no parse can start any more.
+    from app.services.isolated_parse import stop_helper_processes
+
+    stop_helper_processes()
+
+
 async def _start_query_encoder(app: FastAPI) -> None:
     # In the background: queries use torch until the ONNX encoder is ready.
     from app.services.embeddings import start_query_encoder
@@ -71,5 +78,11 @@ async def _close_chat_models(app: FastAPI) -> None:
     await close_chat_models()
 
 
-# Run in reverse: stop the worker, let answers finish saving, then close the model client.
-SHUTDOWN_HOOKS: list[LifecycleHook] = [_close_chat_models, _finish_chat_turns, _stop_ingest_worker]
+# Run in reverse: stop the worker and its parse helpers, let answers finish saving, then
+# close the model client.
+SHUTDOWN_HOOKS: list[LifecycleHook] = [
+    _close_chat_models,
+    _finish_chat_turns,
+    _stop_parse_helpers,
+    _stop_ingest_worker,
+]

@@ -89,3 +89,19 @@ async def parse_file_isolated(
         "died": "stopped the reader (out of memory or over PARSE_CPU_SECONDS of CPU)",
     }
     raise ParseError(f"Reading this file {reasons[str(result)]}; it may be malformed or too large.")
+
+
+def stop_helper_processes() -> None:
+    """Stop the fork server and multiprocessing's resource tracker at shutdown.
+
+    They would end on their own once this process has exited, but systemd kills what is
+    left in the unit at that moment and, where it is not told the group is empty (seen in
+    containers), waits out TimeoutStopSec and marks the unit failed: a blue-green drain
+    then took minutes. Stopped here, the app's own process is the unit's last.
+    Both ``_stop`` methods are what CPython's own tests use; they do nothing when the
+    helper never started.
+    """
+    from multiprocessing import forkserver, resource_tracker
+
+    forkserver._forkserver._stop()
+    resource_tracker._resource_tracker._stop()
