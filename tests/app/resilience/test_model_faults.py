@@ -11,15 +11,12 @@ kept as an incomplete answer; the healthy streams of other users are untouched.
 from __future__ import annotations
 
 import asyncio
-import uuid
 
 import httpx
-from sqlalchemy import select
 
 from app.api.sse import parse_sse
 from app.core.config import Settings
-from app.core.db import get_sessionmaker
-from app.models.conversation import Message
+from tests.app.utils.chat import messages_of
 from tests.fakes.anthropic_server import FakeAnthropicServer, Script
 
 HEALTHY_TEXT = "one two three four five six seven eight nine ten"
@@ -51,16 +48,6 @@ FAULTS: dict[str, tuple[Script, str, str, str]] = {
     ),
 }
 HEALTHY_PER_FAULT = 2
-
-
-async def _saved(settings: Settings, conversation_id: str) -> list[Message]:
-    async with get_sessionmaker(settings)() as session:
-        rows = await session.scalars(
-            select(Message)
-            .where(Message.conversation_id == uuid.UUID(conversation_id))
-            .order_by(Message.position)
-        )
-        return list(rows.all())
 
 
 async def test_every_model_failure_ends_its_own_stream_cleanly_and_spares_the_others(
@@ -103,7 +90,7 @@ async def test_every_model_failure_ends_its_own_stream_cleanly_and_spares_the_ot
         assert names[0] == "conversation" and names[-1] == "done", (message, names)
         text = "".join(data["text"] for name, data in events if name == "token")
         done = events[-1][1]
-        saved = await _saved(chat_settings, events[0][1]["conversation_id"])
+        saved = await messages_of(chat_settings, events[0][1]["conversation_id"])
         assert [m.role for m in saved] == ["user", "assistant"], message
         marker = message.removeprefix("Question ").removesuffix("?")
         if marker not in FAULTS:

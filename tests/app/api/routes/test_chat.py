@@ -9,17 +9,16 @@ import uuid
 
 import httpx
 import pytest
-from sqlalchemy import select
 
 from app.api.sse import parse_sse
-from app.core.config import Settings
 from app.core.db import get_sessionmaker
-from app.models.conversation import Conversation, Message
+from app.models.conversation import Conversation
 from app.schemas.chat import ChatRequest
 from app.services import chat as chat_service
 from app.services.llm.factory import get_chat_model
 from app.services.llm.offline import OFFLINE_LABEL
 from app.services.prompt import SYSTEM_WITH_CONTEXT
+from tests.app.utils.chat import messages_of
 from tests.app.utils.indexed_project import index_project
 from tests.fakes.anthropic_server import FakeAnthropicServer, Script
 
@@ -43,16 +42,6 @@ def tokens(events: Events) -> str:
 
 def event(events: Events, name: str) -> dict:
     return next(data for n, data in events if n == name)
-
-
-async def messages_of(settings: Settings, conversation_id: str) -> list[Message]:
-    async with get_sessionmaker(settings)() as session:
-        rows = await session.scalars(
-            select(Message)
-            .where(Message.conversation_id == uuid.UUID(conversation_id))
-            .order_by(Message.position)
-        )
-        return list(rows.all())
 
 
 def set_settings(app, **changes) -> None:
