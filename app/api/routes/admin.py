@@ -16,6 +16,7 @@ from app.schemas.admin import (
     FailedDocumentRead,
     RegistrationRead,
 )
+from app.schemas.types import NO_NUL_PATTERN
 from app.services import admin
 
 router = APIRouter(prefix="/admin", tags=["admin"], responses={403: {"description": "Admins only"}})
@@ -43,7 +44,8 @@ async def list_users(
     session: SessionDep,
     settings: SettingsDep,
     q: Annotated[
-        str | None, Query(max_length=320, description="Part of the e-mail address.")
+        str | None,
+        Query(max_length=320, pattern=NO_NUL_PATTERN, description="Part of the e-mail address."),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
