@@ -67,7 +67,7 @@ test-frontend: $(STAMP) $(NODE_STAMP) $(E2E_STAMP) ## Vitest component tests, th
 	cd tests/e2e && npx playwright test
 
 test-infra: $(STAMP) ## Provision a fresh test host twice (changed=0), then testinfra checks
-	$(BIN)/pytest tests/infra
+	$(BIN)/pytest --durations=25 tests/infra
 
 lint: $(STAMP) ## ruff, yamllint, ansible-lint (production profile)
 	$(BIN)/ruff check app tests bench scripts

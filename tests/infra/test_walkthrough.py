@@ -294,8 +294,10 @@ def admin_token(provisioned) -> str:
     """Section 6: create-admin over `ssh -t` (a terminal: the password is not shown), log in."""
     argv = over_ssh(doc_command(f"ssh -t deploy@{DOC_HOST} sudo knowledgetree create-admin"))
     assert "create-admin" in argv and ADMIN_EMAIL in argv, argv
+    # click writes "Password:" itself, then getpass turns echo off (flushing
+    # anything typed so far) and writes the " ": answer only after the space.
     code, screen = run_in_terminal(
-        argv, {"Password:": ADMIN_PASSWORD, "Repeat for confirmation:": ADMIN_PASSWORD}
+        argv, {"Password: ": ADMIN_PASSWORD, "Repeat for confirmation: ": ADMIN_PASSWORD}
     )
     assert code == 0, screen
     assert f"Created admin {ADMIN_EMAIL}" in screen and ADMIN_PASSWORD not in screen, screen
