@@ -6,9 +6,10 @@ One session = one disposable Debian 13 host (scripts/testhost.sh, systemd-nspawn
    torn down at the end of the session unless ``KT_KEEP_TESTHOST=1``.
 2. ``provisioned``: starts pebble (the test ACME server) and points the test domain at
    the host, builds a release, runs ``ansible-playbook ansible/site.yml`` on the bare
-   host, then a second time (plain strategy) and a third time with Mitogen (the opt-in
-   ``make provision FAST=1``). The runs (output, PLAY RECAP, duration) are kept for
-   test_idempotence.py; every other test sees the provisioned host.
+   host, then a second time (plain strategy: it must change nothing). The runs (output,
+   PLAY RECAP, duration) are kept for test_idempotence.py; every other test sees the
+   provisioned host. (The opt-in Mitogen strategy, ``make provision FAST=1``, is run by
+   test_drift.py, where it must put hand edits back.)
 3. ``host``: a testinfra host logged in as the administrator (root login is off after
    provisioning); use ``with host.sudo():`` for root.
 
@@ -234,12 +235,11 @@ def release() -> str:
 class Provisioning:
     first: PlaybookRun
     second: PlaybookRun
-    mitogen: PlaybookRun
 
 
 @pytest.fixture(scope="session")
 def provisioned(acme_test_server: TestHost, release: str) -> Provisioning:
-    """site.yml on the bare host, then twice more (those runs must change nothing)."""
+    """site.yml on the bare host, then once more (that run must change nothing)."""
     first = run_playbook(SITE_PLAYBOOK, "-e", release)
     record_result("provision_first_run_seconds", first.seconds)
     if first.rc != 0:
@@ -250,14 +250,7 @@ def provisioned(acme_test_server: TestHost, release: str) -> Provisioning:
         "provision_second_run_changed",
         sum(counts["changed"] for counts in second.recap.values()),
     )
-    # The same converged host with the opt-in Mitogen strategy (`make provision FAST=1`).
-    third = run_playbook(SITE_PLAYBOOK, "-e", release, mitogen=True)
-    record_result("provision_mitogen_run_seconds", third.seconds)
-    record_result(
-        "provision_mitogen_run_changed",
-        sum(counts["changed"] for counts in third.recap.values()),
-    )
-    return Provisioning(first, second, third)
+    return Provisioning(first, second)
 
 
 @pytest.fixture(scope="session")

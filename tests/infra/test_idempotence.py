@@ -1,4 +1,4 @@
-"""site.yml converges a bare host in one run, and later runs (plain or Mitogen) change nothing."""
+"""site.yml converges a bare host in one run, and a second run changes nothing."""
 
 from __future__ import annotations
 
@@ -38,8 +38,3 @@ def test_second_run_logs_in_as_the_administrator(provisioned):
     stdout = provisioned.second.stdout
     skipped = stdout.split("Fall back to the bootstrap user for this first run", 1)[1]
     assert skipped.split("\n", 1)[1].lstrip().startswith("skipping:"), skipped[:300]
-
-
-def test_mitogen_run_changes_nothing(provisioned):
-    """The opt-in fast strategy (`make provision FAST=1`) sees the same converged host."""
-    assert_changed_nothing(provisioned.mitogen, "Mitogen run")
