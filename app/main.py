@@ -77,7 +77,7 @@ async def _database_unavailable(request: Request, error: Exception) -> JSONRespo
     )
     return JSONResponse(
         status_code=503,
-        content={"detail": str(error)},
+        content={"detail": str(error), "kind": DatabaseUnavailable.kind, "retryable": True},
         headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
     )
 

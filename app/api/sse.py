@@ -15,6 +15,11 @@ In order, for one question:
 question is being sent, an `error` of kind "not_found" is the only event: nothing was
 saved, no `conversation` and no `done`.)
 
+If the database goes away during the turn, the stream ends with an `error` of kind
+"database_unavailable" (retryable) and a `done` whose `message_id` is null and `status`
+"failed": the answer was not saved (and without `conversation` before them, neither was
+the question).
+
 `status` is complete | incomplete (cut off; the partial text is saved) | failed
 (no text). Comment lines (`: ping ...`) are heartbeats every CHAT_HEARTBEAT_SECONDS
 so proxies keep idle connections open; clients ignore them.

@@ -41,6 +41,8 @@ _sessionmakers: dict[AsyncEngine, async_sessionmaker[AsyncSession]] = {}
 class DatabaseUnavailable(Exception):
     """Postgres is not reachable, is restarting, or dropped the connection mid-request."""
 
+    kind = "database_unavailable"  # in the 503 body and the chat stream's `error` event
+
     def __init__(self) -> None:
         super().__init__(
             "The database is not reachable right now (it may be restarting). "

@@ -8,6 +8,9 @@ The order of things, and why:
 4. The assistant message, its citations and its token usage are saved in one
    transaction at the end. A failure or a disconnect saves what arrived, marked
    `incomplete` (or `failed` when nothing did), with the reason.
+5. If Postgres goes away (restart, crash) while the question or the answer is being
+   saved, that save's transaction leaves nothing behind; the stream still ends with an
+   `error` (retryable) and `done`, and the non-streaming route answers 503.
 
 A turn runs in its own asyncio task (`stream_turn`), not in the response's task:
 when the browser disconnects, the response task is cancelled and cancels the
@@ -39,6 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core import metrics
 from app.core.config import Settings
+from app.core.db import DatabaseUnavailable
 from app.models.conversation import Conversation, Message
 from app.models.project import Project
 from app.schemas.chat import ChatRequest
@@ -147,6 +151,8 @@ class TurnResult:
     cited: list[int] = field(default_factory=list)
     usage: Usage | None = None
     error: LLMError | None = None
+    # Set when Postgres went away: nothing more could be saved (the route answers 503).
+    unavailable: DatabaseUnavailable | None = None
 
 
 def start_query_embedding(
@@ -251,6 +257,10 @@ class ChatTurn:
                     },
                 )
                 return self.result
+            except DatabaseUnavailable as error:
+                context.cancel()
+                await self._database_gone(emit, error)
+                return self.result
             except BaseException:
                 context.cancel()
                 raise
@@ -272,6 +282,10 @@ class ChatTurn:
                 # must not lose it.
                 await asyncio.shield(self._save_answer(parts, error_message=CLIENT_GONE))
                 raise
+            except DatabaseUnavailable as error:
+                context.cancel()
+                await self._database_gone(emit, error)
+                return self.result
             except Exception:
                 logger.exception("chat turn failed in conversation %s", self.conversation_id)
                 metrics.count_llm_error("internal")
@@ -289,6 +303,18 @@ class ChatTurn:
                 },
             )
         return self.result
+
+    async def _database_gone(self, emit: Emit, error: DatabaseUnavailable) -> None:
+        """End the stream cleanly when Postgres went away: the save that failed was one
+        transaction (rolled back), so the answer, if any, is simply not saved."""
+        logger.warning(
+            "database unavailable during a chat turn in conversation %s: %s",
+            self.conversation_id,
+            error.__cause__,
+        )
+        self.result.unavailable = error
+        await emit("error", {"message": str(error), "retryable": True, "kind": error.kind})
+        await emit("done", {"message_id": None, "status": "failed", "cited": []})
 
     async def _read_context(self) -> tuple[list[Passage], bool, list[HistoryMessage]]:
         async with self.sessionmaker() as session:

@@ -123,6 +123,8 @@ async def chat(
         return None
 
     result = await turn.run(ignore)
+    if result.unavailable is not None:  # nothing of the answer was saved: 503, retry later
+        raise result.unavailable
     async with get_sessionmaker(settings)() as read_session:
         message = await read_session.get(Message, result.message_id)
         assert message is not None

