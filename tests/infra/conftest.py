@@ -15,7 +15,7 @@ One session = one disposable Debian 13 host (scripts/testhost.sh, systemd-nspawn
 
 Tests only talk to loopback and to the 10.99.0.0/24 test hosts.
 
-    .venv/bin/pytest tests/infra                      # the whole thing (~10 min)
+    .venv/bin/pytest tests/infra                      # the whole thing (~35 min, 5 hosts)
     KT_KEEP_TESTHOST=1 .venv/bin/pytest tests/infra   # keep the host for a look afterwards
     KT_REUSE_TESTHOST=1 .venv/bin/pytest tests/infra  # skip down/up: re-run on the kept host
     KT_RELEASE_REF=HEAD .venv/bin/pytest tests/infra  # deploy the last commit, not the work tree

@@ -17,7 +17,8 @@ export type ChatEvent =
       data: { input_tokens: number; output_tokens: number; model: string; offline: boolean };
     }
   | { event: "error"; data: { message: string; retryable: boolean; kind: string } }
-  | { event: "done"; data: { message_id: string; status: string; cited: number[] } };
+  // message_id is null when the answer could not be saved (the database went away).
+  | { event: "done"; data: { message_id: string | null; status: string; cited: number[] } };
 
 /** Incremental SSE parser: feed it text as it arrives, get whole events back. */
 export class SseParser {

@@ -74,7 +74,7 @@ export function useChatTurn({ onConversation, onFinished }: Callbacks) {
             ...t,
             phase: "done",
             status: event.data.status,
-            messageId: event.data.message_id,
+            messageId: event.data.message_id ?? undefined,
           }));
           break;
       }
