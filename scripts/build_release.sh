@@ -98,6 +98,11 @@ else
     # npm's output goes to stderr: stdout is this script's answer (the release folder).
     (cd frontend && npm ci --no-audit --no-fund && npm run build) >&2 || die "the frontend build failed"
     cp -a frontend/dist "$tmp/release/dist"
+    # The release's name in its index.html: which frontend is published shows in the page
+    # source, and two releases of the same sources differ (a rollback puts its own back).
+    sed -i "s|</head>|  <meta name=\"knowledgetree-release\" content=\"$name\" />\n  </head>|" \
+      "$tmp/release/dist/index.html"
+    grep -q "content=\"$name\"" "$tmp/release/dist/index.html" || die "dist/index.html has no </head>"
   fi
   echo "$name" >"$tmp/release/RELEASE"
   mkdir -p "$repo/build/releases"

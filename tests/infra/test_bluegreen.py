@@ -8,8 +8,10 @@ On the main suite's provisioned host (blue live with the session's release):
    streaming slowly, so an answer lasts longer than the switch. Every request answers
    200, every stream ends with ``done``, and requests after the switch are served by the
    new release (``GET /api/version``).
+   The host's process list, sampled every 0.5 s through the deploy, shows no secret of
+   the app's environment files (issue 14: secrets never on a command line).
 2. ``ansible/rollback.yml`` the same way, back to the first release (blue live again,
-   as the rest of the suite expects).
+   as the rest of the suite expects), its browser app (index.html) included.
 3. A release that cannot reach the database fails its health gate: the deploy stops
    with a clear message, the live colour and every request are untouched.
 4. ``kill -9`` of the live app: systemd restarts it; how long requests fail is recorded.
@@ -27,6 +29,7 @@ import calendar
 import contextlib
 import json
 import os
+import re
 import shlex
 import socket
 import ssl
@@ -36,6 +39,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import httpx
 import kt_target
@@ -46,6 +50,7 @@ DEPLOY_PLAYBOOK = REPO / "ansible" / "deploy.yml"
 ROLLBACK_PLAYBOOK = REPO / "ansible" / "rollback.yml"
 SAMPLE = REPO / "samples" / "corpus" / "honeybees.md"
 ENV_FILE = "/etc/knowledgetree/knowledgetree.env"
+OWNER_ENV_FILE = "/etc/knowledgetree/knowledgetree-owner.env"
 STATE_FILE = "/opt/knowledgetree/live.json"
 BRIDGE_ADDRESS = "10.99.0.1"
 REQUESTS_PER_SECOND = 20
@@ -72,6 +77,52 @@ def sudo(host, command: str) -> str:
 
 def live_state(host) -> dict:
     return json.loads(sudo(host, f"cat {STATE_FILE}"))
+
+
+def env_file_secrets(host) -> dict[str, str]:
+    """The secret values of the app's environment files: *_KEY, *_SECRET and *_DSN
+    settings and the database passwords (as written in DATABASE_URL, and decoded)."""
+    secrets = {}
+    for path in (ENV_FILE, OWNER_ENV_FILE):
+        for line in sudo(host, f"cat {path}").splitlines():
+            name, _, value = line.partition("=")
+            value, label = value.strip("'"), f"{Path(path).name} {name}"
+            if name == "DATABASE_URL":
+                password = urlsplit(value).password or ""
+                secrets[label], secrets[f"{label} (decoded)"] = password, unquote(password)
+            elif name.endswith(("_KEY", "_SECRET", "_DSN")):
+                secrets[label] = value  # a later line wins, as in systemd
+    return {label: value for label, value in secrets.items() if value}
+
+
+class ProcessLists:
+    """The host's process list (command lines) about every 0.5 s, over one ssh connection."""
+
+    LOOP = "while ps -eww -o pid=,args=; do echo --; sleep 0.5; done"
+
+    def __init__(self, ssh_config: Path, address: str) -> None:
+        self.samples: list[str] = []
+        self.ssh = subprocess.Popen(
+            ["ssh", "-F", str(ssh_config), address, f"sudo sh -c {shlex.quote(self.LOOP)}"],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.ssh.stdout is not None
+        sample: list[str] = []
+        for line in self.ssh.stdout:
+            if line == "--\n":
+                self.samples.append("".join(sample))
+                sample = []
+            else:
+                sample.append(line)
+
+    def stop(self) -> list[str]:
+        self.ssh.terminate()  # the remote loop ends at its next write
+        self.reader.join(timeout=30)
+        return self.samples
 
 
 class Forwarder:
@@ -415,21 +466,47 @@ def check_switch(name: str, rc: int, output: str, seconds: float, ended: float, 
     return state
 
 
-def test_deploy_and_rollback_under_load(host, slow_model, releases):
+def served_index() -> bytes:
+    response = kt_target.curl("/")
+    assert response.status == 200
+    return response.body
+
+
+def test_deploy_and_rollback_under_load(host, slow_model, releases, ssh_config):
     first, second = releases
     first_name, second_name = release_name(first), release_name(second)
+    first_index, second_index = (Path(r, "dist", "index.html").read_bytes() for r in releases)
+    assert first_index != second_index  # each names its release (scripts/build_release.sh)
     before = live_state(host)
     assert before["release"] == first_name
+    assert served_index() == first_index
 
-    run = switch_under_load(host, DEPLOY_PLAYBOOK, "-e", f"app_release_source={second}")
+    secrets = env_file_secrets(host)
+    assert {"knowledgetree.env SECRET_KEY", "knowledgetree.env DATABASE_URL",
+            "knowledgetree.env ANTHROPIC_API_KEY", "knowledgetree-owner.env DATABASE_URL",
+            } <= secrets.keys(), secrets.keys()  # fmt: skip
+    process_lists = ProcessLists(ssh_config, kt_target.address())
+    try:
+        run = switch_under_load(host, DEPLOY_PLAYBOOK, "-e", f"app_release_source={second}")
+    finally:
+        samples = process_lists.stop()
+    record_result("bluegreen_deploy_process_list_samples", len(samples))
+    assert len(samples) > 30, samples[-1:]  # a deploy lasts minutes
+    assert [label for label, value in secrets.items() if any(value in s for s in samples)] == []
     state = check_switch("deploy", *run, host, second_name)
     assert state["color"] != before["color"]
     assert sudo(host, f"systemctl is-active knowledgetree@{before['color']} || true") == "inactive"
+    assert served_index() == second_index
 
     run = switch_under_load(host, ROLLBACK_PLAYBOOK)
     state = check_switch("rollback", *run, host, first_name)
     assert state["color"] == before["color"]
     assert state["action"] == "rollback"
+    # The first release's browser app again; a page of the second, loaded before the
+    # rollback, still gets the hashed assets it names.
+    assert served_index() == first_index
+    for asset in re.findall(r'(?:src|href)="(/assets/[^"]+)"', second_index.decode()):
+        assert kt_target.curl(asset).status == 200, asset
 
 
 def test_deploying_the_live_release_changes_nothing(host, releases):
