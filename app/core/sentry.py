@@ -97,7 +97,7 @@ def init_sentry(settings: Settings) -> bool:
     import sentry_sdk
     from sentry_sdk.integrations.fastapi import FastApiIntegration
     from sentry_sdk.integrations.httpx import HttpxIntegration
-    from sentry_sdk.integrations.sqlalchemy import SqlalchemyIntegration
+    from sentry_sdk.integrations.logging import ignore_logger
     from sentry_sdk.integrations.starlette import StarletteIntegration
     from sentry_sdk.scrubber import DEFAULT_DENYLIST, EventScrubber
 
@@ -109,13 +109,19 @@ def init_sentry(settings: Settings) -> bool:
         # one whose library is installed, and three of them cost CPU on every request or
         # streamed token for nothing: asyncpg's spans and breadcrumbs repeat SQLAlchemy's
         # for each query, Anthropic's wraps each streamed event, Hugging Face's the model.
+        # SQLAlchemy's is left out too: it builds a span and a breadcrumb for every query
+        # of every request, sampled or not (half of Sentry's cost on a two-query request,
+        # bench/observability_overhead.py). Database errors still reach Sentry as the
+        # request's exception; sampled traces lose their per-query spans.
         auto_enabling_integrations=False,
         integrations=[
             StarletteIntegration(),
             FastApiIntegration(),
-            SqlalchemyIntegration(),
             HttpxIntegration(),  # breadcrumbs of calls to Anthropic and Stripe
         ],
+        # Trace headers only for our own services: Anthropic and Stripe have no use for
+        # them (and computing them costs a little on every outgoing call).
+        trace_propagation_targets=[],
         max_request_body_size="never",
         include_local_variables=False,
         event_scrubber=EventScrubber(
@@ -127,4 +133,10 @@ def init_sentry(settings: Settings) -> bool:
         # every request, which costs CPU even for the requests it does not send.
         traces_sample_rate=settings.sentry_traces_sample_rate or None,
     )
+    # Loggers whose records would only be breadcrumbs nobody reads: the access line is
+    # written when the request is over (after its error was sent), and httpx's request
+    # line repeats the breadcrumb HttpxIntegration records. Each record costs the
+    # logging integration's work on every request otherwise.
+    for name in ("app.access", "httpx"):
+        ignore_logger(name)
     return True

@@ -223,3 +223,14 @@ def test_a_zero_trace_rate_turns_tracing_off(settings, sentry):
     assert sentry_sdk.get_client().options["traces_sample_rate"] is None
     init_sentry(settings.model_copy(update={"sentry_dsn": sentry.dsn}))
     assert sentry_sdk.get_client().options["traces_sample_rate"] == 0.05
+
+
+def test_only_the_integrations_the_app_needs_run(settings, sentry):
+    """Each extra integration costs CPU on every request (bench/observability_overhead.py);
+    the ones switched off are named in app/core/sentry.py with the reason."""
+    init_sentry(settings.model_copy(update={"sentry_dsn": sentry.dsn}))
+    client = sentry_sdk.get_client()
+    enabled = set(client.integrations)
+    assert {"starlette", "fastapi", "httpx", "logging"} <= enabled
+    assert not enabled & {"sqlalchemy", "asyncpg", "anthropic", "huggingface_hub"}
+    assert client.options["trace_propagation_targets"] == []  # no trace headers to Anthropic
