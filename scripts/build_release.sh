@@ -21,6 +21,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
+# One build at a time (parallel test lanes build the same release): the second finds
+# it built, and two `npm ci` never rewrite frontend/node_modules together.
+mkdir -p "$repo/build"
+exec 9>>"$repo/build/.lock"
+flock 9
 python=${PYTHON:-$repo/.venv/bin/python}
 # Debian 13's python3-torch; the app's venv on the host reuses it. The lock is
 # resolved here against the development torch, so the pins that torch itself

@@ -103,7 +103,7 @@ start_dns() {
   setsid pebble-challtestsrv -dns01 "$BRIDGE_ADDRESS:$DNS_PORT" -http01 "" -https01 "" \
     -tlsalpn01 "" -management "$BRIDGE_ADDRESS:$DNS_MANAGEMENT_PORT" \
     -defaultIPv4 "" -defaultIPv6 "" \
-    >>"$STATE/challtestsrv.log" 2>&1 </dev/null &
+    >>"$STATE/challtestsrv.log" 2>&1 </dev/null 9>&- &  # 9: the lock, not the daemon's
   echo $! >"$STATE/challtestsrv.pid"
   wait_for_port "$DNS_MANAGEMENT_PORT" 10 || die "pebble-challtestsrv did not start; see $STATE/challtestsrv.log"
   if [[ -s "$STATE/dns-records" ]]; then
@@ -119,7 +119,7 @@ start_acme() {
   # NOSLEEP: validate at once; NONCEREJECT=0: no random bad-nonce errors (those test
   # client retries, not our provisioning).
   PEBBLE_VA_NOSLEEP=1 PEBBLE_WFE_NONCEREJECT=0 setsid pebble -config "$STATE/pebble-config.json" \
-    -dnsserver "$BRIDGE_ADDRESS:$DNS_PORT" >>"$STATE/pebble.log" 2>&1 </dev/null &
+    -dnsserver "$BRIDGE_ADDRESS:$DNS_PORT" >>"$STATE/pebble.log" 2>&1 </dev/null 9>&- &
   echo $! >"$STATE/pebble.pid"
   wait_for_port "$ACME_PORT" 15 || die "pebble did not start; see $STATE/pebble.log"
   # The issuing root is new at every start; keep this instance's copy for tests.
@@ -175,6 +175,12 @@ cmd_paths() {
   echo "listener_ca=$STATE/listener-ca.pem"
   echo "issuer_root=$STATE/issuer-root.pem"
 }
+
+# Two test lanes may start pebble or add a record at once: one at a time (the second
+# start finds it running; no record is lost to a concurrent rewrite).
+mkdir -p "$STATE"
+exec 9>>"$STATE/.lock"
+flock 9
 
 case "${1:-}" in
   up | start) cmd_up ;;

@@ -319,7 +319,7 @@ cmd_up() {
   setsid systemd-nspawn --quiet --boot -D "$root" -M "$name" \
     --network-bridge="$BRIDGE" --register=no --keep-unit \
     --capability=CAP_NET_ADMIN --console=passive \
-    </dev/null >"$dir/console.log" 2>&1 &
+    </dev/null >"$dir/console.log" 2>&1 9>&- &  # 9: the lock (main), not the container's
   echo $! >"$dir/nspawn.pid"
   sleep 0.3
   host_pid "$name" >/dev/null || die "systemd-nspawn exited at once; see $dir/console.log"
@@ -422,9 +422,20 @@ cmd_rootfs() {
   log "rootfs ready: $ROOTFS"
 }
 
+# Hosts made or removed at once (the infra suite runs in parallel lanes) share the
+# bridge, the rootfs cache and known_hosts: `up`, `down` and `rootfs` take turns.
+one_at_a_time() {
+  mkdir -p "$STATE_DIR"
+  exec 9>>"$STATE_DIR/.lock"
+  flock 9
+}
+
 main() {
   local cmd=${1:-}
   shift || true
+  case $cmd in
+    up | down | rootfs) one_at_a_time ;;
+  esac
   case $cmd in
     up) cmd_up "$@" ;;
     down) cmd_down "$@" ;;

@@ -23,6 +23,7 @@ Tests only talk to loopback and to the 10.99.0.0/24 test hosts.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -157,10 +158,13 @@ def testhost_script(*args: str, check: bool = True) -> subprocess.CompletedProce
 def record_result(key: str, value) -> None:
     """Keep a measurement for docs/BENCHMARKS.md (and print it: run pytest with -s)."""
     RESULTS_FILE.parent.mkdir(parents=True, exist_ok=True)
-    results = json.loads(RESULTS_FILE.read_text()) if RESULTS_FILE.exists() else {}
-    results[key] = value
-    results["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    RESULTS_FILE.write_text(json.dumps(results, indent=2) + "\n")
+    # The suite's lanes run at once (scripts/test_infra.sh): read, update, write in turn.
+    with open(RESULTS_FILE.with_suffix(".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        results = json.loads(RESULTS_FILE.read_text()) if RESULTS_FILE.exists() else {}
+        results[key] = value
+        results["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        RESULTS_FILE.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\n[infra result] {key} = {value}")
 
 
