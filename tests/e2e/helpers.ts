@@ -110,6 +110,13 @@ export const ADMIN = { email: "admin@larchvalley.test", password: "admin-passwor
 
 export const unique = () => `${Date.now()}-${Math.floor(Math.random() * 1e6)}`;
 
+/** Types a question in the chat box and sends it (Enter). */
+export async function ask(page: Page, question: string): Promise<void> {
+  const box = page.getByLabel("Your question");
+  await box.fill(question);
+  await box.press("Enter");
+}
+
 export async function signUp(
   page: Page,
   email: string,

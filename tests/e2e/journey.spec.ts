@@ -5,6 +5,7 @@
 import { readFile } from "node:fs/promises";
 import type { Page } from "@playwright/test";
 import {
+  ask,
   expect,
   expectAccessible,
   lastMail,
@@ -56,12 +57,6 @@ const distanceFromBottom = (page: Page) =>
   page
     .getByRole("log", { name: "Messages" })
     .evaluate((el) => el.scrollHeight - el.scrollTop - el.clientHeight);
-
-async function ask(page: Page, question: string): Promise<void> {
-  const box = page.getByLabel("Your question");
-  await box.fill(question);
-  await box.press("Enter");
-}
 
 test("a new user signs up, uploads a PDF and chats with cited answers", async ({ page }) => {
   // Every run has a fresh database (stack.py): plain names make readable screenshots.

@@ -37,6 +37,8 @@ function cspWithSentry(csp: string): string {
 
 export default defineConfig({
   testDir: ".",
+  // testhost.spec.ts runs against a provisioned host (playwright.testhost.config.ts).
+  testIgnore: "testhost.spec.ts",
   outputDir: "output/test-results",
   timeout: 180_000,
   expect: { timeout: 15_000 },
