@@ -505,7 +505,9 @@ def test_deploy_and_rollback_under_load(host, slow_model, releases, ssh_config):
     # The first release's browser app again; a page of the second, loaded before the
     # rollback, still gets the hashed assets it names.
     assert served_index() == first_index
-    for asset in re.findall(r'(?:src|href)="(/assets/[^"]+)"', second_index.decode()):
+    assets = re.findall(r'(?:src|href)="(/assets/[^"]+)"', second_index.decode())
+    assert assets, second_index  # else the loop below would check nothing
+    for asset in assets:
         assert kt_target.curl(asset).status == 200, asset
 
 
