@@ -10,7 +10,8 @@ The order of things, and why:
    `incomplete` (or `failed` when nothing did), with the reason.
 5. If Postgres goes away (restart, crash) while the question or the answer is being
    saved, that save's transaction leaves nothing behind; the stream still ends with an
-   `error` (retryable) and `done`, and the non-streaming route answers 503.
+   `error` (retryable) and `done`, and the non-streaming route answers 503. The message
+   counted against the plan is handed back once the server answers again.
 
 A turn runs in its own asyncio task (`stream_turn`), not in the response's task:
 when the browser disconnects, the response task is cancelled and cancels the
@@ -50,7 +51,12 @@ from app.services import embeddings, retrieval
 from app.services.llm.base import ChatModel, LLMError, ModelRequest, TextDelta, Usage
 from app.services.passages import Passage
 from app.services.prompt import HistoryMessage, build_prompt, cited_numbers
-from app.services.usage import MessageQuota, add_tokens, release_message
+from app.services.usage import (
+    MessageQuota,
+    add_tokens,
+    release_message,
+    release_when_reachable,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -247,7 +253,7 @@ class ChatTurn:
             try:
                 await self._save_user_message()
             except NotFound:
-                context.cancel()
+                _discard(context)
                 await emit(
                     "error",
                     {
@@ -258,11 +264,11 @@ class ChatTurn:
                 )
                 return self.result
             except DatabaseUnavailable as error:
-                context.cancel()
+                _discard(context)
                 await self._database_gone(emit, error)
                 return self.result
             except BaseException:
-                context.cancel()
+                _discard(context)
                 raise
             await emit(
                 "conversation",
@@ -276,14 +282,14 @@ class ChatTurn:
             try:
                 await self._answer(emit, parts, context)
             except asyncio.CancelledError:
-                context.cancel()
+                _discard(context)
                 # The browser went away: the model stream is already closed (cancellation
                 # went through it); keep what arrived. Shielded: a second cancel (shutdown)
                 # must not lose it.
-                await asyncio.shield(self._save_answer(parts, error_message=CLIENT_GONE))
+                await asyncio.shield(self._save_after_disconnect(parts))
                 raise
             except DatabaseUnavailable as error:
-                context.cancel()
+                _discard(context)
                 await self._database_gone(emit, error)
                 return self.result
             except Exception:
@@ -307,14 +313,31 @@ class ChatTurn:
     async def _database_gone(self, emit: Emit, error: DatabaseUnavailable) -> None:
         """End the stream cleanly when Postgres went away: the save that failed was one
         transaction (rolled back), so the answer, if any, is simply not saved."""
+        self._answer_lost(error)
+        self.result.unavailable = error
+        await emit("error", {"message": str(error), "retryable": True, "kind": error.kind})
+        await emit("done", {"message_id": None, "status": "failed", "cited": []})
+
+    def _answer_lost(self, error: DatabaseUnavailable) -> None:
+        """The answer could not be saved: log it and hand the counted message back (in the
+        background, once Postgres answers again)."""
         logger.warning(
             "database unavailable during a chat turn in conversation %s: %s",
             self.conversation_id,
             error.__cause__,
         )
-        self.result.unavailable = error
-        await emit("error", {"message": str(error), "retryable": True, "kind": error.kind})
-        await emit("done", {"message_id": None, "status": "failed", "cited": []})
+        if self.quota is not None:
+            _track(asyncio.create_task(release_when_reachable(self.sessionmaker, self.quota)))
+
+    async def _save_after_disconnect(self, parts: list[str]) -> None:
+        """Save what arrived before the client left. Nobody reads this task's outcome (its
+        stream is gone), so every failure ends here, logged."""
+        try:
+            await self._save_answer(parts, error_message=CLIENT_GONE)
+        except DatabaseUnavailable as error:
+            self._answer_lost(error)
+        except Exception:
+            logger.exception("saving a chat turn after its client left failed")
 
     async def _read_context(self) -> tuple[list[Passage], bool, list[HistoryMessage]]:
         async with self.sessionmaker() as session:
@@ -469,9 +492,21 @@ class ChatTurn:
 
 
 # --- running a turn for a streaming response -------------------------------------------------
-# Turns still saving after their client left; kept so they are not garbage-collected and
-# so shutdown can wait for them (`wait_for_turns`).
-_running: set[asyncio.Task[TurnResult]] = set()
+# Turns still saving after their client left, and messages being handed back; kept so they
+# are not garbage-collected and so shutdown can wait for them (`wait_for_turns`).
+_running: set[asyncio.Task[Any]] = set()
+
+
+def _track(task: asyncio.Task[Any]) -> None:
+    _running.add(task)
+    task.add_done_callback(_running.discard)
+
+
+def _discard(task: asyncio.Task[Any]) -> None:
+    """Cancel a helper task whose result is no longer wanted, and read its failure if it
+    had already failed (else asyncio logs "Task exception was never retrieved")."""
+    task.cancel()
+    task.add_done_callback(lambda done: done.cancelled() or done.exception())
 
 
 async def stream_turn(turn: ChatTurn) -> AsyncGenerator[ChatEvent, None]:
@@ -482,8 +517,7 @@ async def stream_turn(turn: ChatTurn) -> AsyncGenerator[ChatEvent, None]:
         queue.put_nowait((name, data))
 
     task = asyncio.create_task(turn.run(emit), name=f"chat-turn-{turn.conversation_id}")
-    _running.add(task)
-    task.add_done_callback(_running.discard)
+    _track(task)
     task.add_done_callback(lambda _: queue.put_nowait(None))
     metrics.CHAT_OPEN_STREAMS.inc()
     try:
@@ -496,7 +530,8 @@ async def stream_turn(turn: ChatTurn) -> AsyncGenerator[ChatEvent, None]:
 
 
 async def wait_for_turns(grace_seconds: float = 10.0) -> None:
-    """Let turns whose client left finish saving (called at shutdown)."""
+    """Let turns whose client left finish saving, and counted messages be handed back
+    (called at shutdown)."""
     if _running:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(

@@ -9,7 +9,9 @@ requests cannot slip past it together:
   user's counter row for the billing period. Postgres re-checks the condition on the
   latest row version under the row lock, so with one message left exactly one of any
   number of concurrent requests gets it. A call that ends with nothing at all (the
-  model failed before a word) hands its message back.
+  model failed before a word) hands its message back; so does a turn whose answer could
+  not be saved because Postgres went away (``release_when_reachable``, retried in the
+  background until the server is back).
 * projects, documents and storage are counted under a lock on the user's row (taken
   by ``lock_account``) that lasts until the caller's transaction commits the new rows.
 
@@ -18,21 +20,26 @@ A downgrade keeps everything already made: limits only refuse *new* things.
 
 from __future__ import annotations
 
+import asyncio
 import calendar
+import logging
 import shutil
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import func, select, text, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.config import Settings
+from app.core.db import DatabaseUnavailable
 from app.core.plans import Plan, get_plan
 from app.models.billing import Subscription, UsageCounter
 from app.models.document import Document
 from app.models.project import Project
 from app.models.user import User
+
+logger = logging.getLogger(__name__)
 
 # Stripe statuses in which the subscription's plan applies. past_due: Stripe is still
 # retrying the card, so the customer keeps the plan meanwhile.
@@ -250,6 +257,33 @@ async def release_message(session: AsyncSession, quota: MessageQuota) -> None:
         )
         .values(messages=UsageCounter.messages - 1)
     )
+
+
+# Waits between attempts to hand a message back while Postgres is away: about five minutes
+# in all, longer than a restart or a crash recovery takes.
+RELEASE_RETRY_DELAYS = (0.5, 1, 2, 4, 8, *(15,) * 19)
+
+
+async def release_when_reachable(
+    sessionmaker: async_sessionmaker[AsyncSession], quota: MessageQuota
+) -> bool:
+    """Hand back a message whose turn could not be saved because Postgres went away:
+    tried at once and then again while the server stays unreachable. False (logged) if it
+    never came back in time; the message then stays counted."""
+    for delay in (*RELEASE_RETRY_DELAYS, None):
+        try:
+            async with sessionmaker() as session:
+                await release_message(session, quota)
+                await session.commit()
+            return True
+        except DatabaseUnavailable:
+            if delay is None:
+                break
+            await asyncio.sleep(delay)
+    logger.warning(
+        "a message of user %s stays counted: the database stayed unreachable", quota.user_id
+    )
+    return False
 
 
 async def add_tokens(

