@@ -94,7 +94,10 @@ class BillingErrorRead(BaseModel):
     """A Stripe failure: what happened, in words, and whether retrying makes sense."""
 
     detail: str
-    kind: str = Field(description="card_declined, unavailable, rejected or config")
+    kind: str = Field(
+        description="card_declined, unavailable, rejected or config; database_unavailable "
+        "when Postgres is not reachable"
+    )
     retryable: bool
 
 

@@ -35,8 +35,8 @@ _STRIPE_FAILED: dict[int | str, dict[str, object]] = {
     502: {"model": BillingErrorRead, "description": "Stripe rejected the request"},
     503: {
         "model": BillingErrorRead,
-        "description": "Stripe unreachable (retry later), or billing not configured "
-        "(then only `detail`)",
+        "description": "Stripe unreachable (kind `unavailable`: retry later), or billing "
+        "not enabled on this server (kind `config`, not retryable)",
     },
 }
 _PLAN_ERRORS = {

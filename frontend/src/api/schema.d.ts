@@ -1138,7 +1138,7 @@ export interface components {
             detail: string;
             /**
              * Kind
-             * @description card_declined, unavailable, rejected or config
+             * @description card_declined, unavailable, rejected or config; database_unavailable when Postgres is not reachable
              */
             kind: string;
             /** Retryable */
@@ -3564,7 +3564,7 @@ export interface operations {
                     "application/json": components["schemas"]["BillingErrorRead"];
                 };
             };
-            /** @description Stripe unreachable (retry later), or billing not configured (then only `detail`); or the database is not reachable (retry after Retry-After) */
+            /** @description Stripe unreachable (kind `unavailable`: retry later), or billing not enabled on this server (kind `config`, not retryable); or the database is not reachable (retry after Retry-After) */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -3656,7 +3656,7 @@ export interface operations {
                     "application/json": components["schemas"]["BillingErrorRead"];
                 };
             };
-            /** @description Stripe unreachable (retry later), or billing not configured (then only `detail`); or the database is not reachable (retry after Retry-After) */
+            /** @description Stripe unreachable (kind `unavailable`: retry later), or billing not enabled on this server (kind `config`, not retryable); or the database is not reachable (retry after Retry-After) */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -3748,7 +3748,7 @@ export interface operations {
                     "application/json": components["schemas"]["BillingErrorRead"];
                 };
             };
-            /** @description Stripe unreachable (retry later), or billing not configured (then only `detail`); or the database is not reachable (retry after Retry-After) */
+            /** @description Stripe unreachable (kind `unavailable`: retry later), or billing not enabled on this server (kind `config`, not retryable); or the database is not reachable (retry after Retry-After) */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -3806,7 +3806,7 @@ export interface operations {
                     "application/json": components["schemas"]["BillingErrorRead"];
                 };
             };
-            /** @description Stripe unreachable (retry later), or billing not configured (then only `detail`); or the database is not reachable (retry after Retry-After) */
+            /** @description Stripe unreachable (kind `unavailable`: retry later), or billing not enabled on this server (kind `config`, not retryable); or the database is not reachable (retry after Retry-After) */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -3891,7 +3891,7 @@ export interface operations {
                     "application/json": components["schemas"]["BillingErrorRead"];
                 };
             };
-            /** @description Stripe unreachable (retry later), or billing not configured (then only `detail`); or the database is not reachable (retry after Retry-After) */
+            /** @description Stripe unreachable (kind `unavailable`: retry later), or billing not enabled on this server (kind `config`, not retryable); or the database is not reachable (retry after Retry-After) */
             503: {
                 headers: {
                     /** @description Seconds to wait */

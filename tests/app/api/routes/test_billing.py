@@ -65,6 +65,12 @@ async def test_billing_without_stripe_configured_is_503_but_plans_still_list(cli
         f"{BILLING}/checkout-session", json={"plan": "starter"}, headers=user.headers
     )
     assert response.status_code == 503
+    # The body the OpenAPI 503 documents (BillingErrorRead), not `detail` alone.
+    assert response.json() == {
+        "detail": response.json()["detail"],
+        "kind": "config",
+        "retryable": False,
+    }
     assert "not enabled" in response.json()["detail"]
     plans = (await client.get(f"{BILLING}/plans")).json()
     assert not any(plan["purchasable"] for plan in plans)
