@@ -1,10 +1,10 @@
 """Start-up and shutdown hooks run by the app's lifespan (see ``app.main``).
 
 A hook is ``async def hook(app: FastAPI) -> None``. Start-up hooks run in order
-before the first request (e.g. load the embedding model so the first query is
-not slow); shutdown hooks run in reverse order after the last one. To add one for
-the whole app, add an entry to the lists below. The database engines are closed
-after the shutdown hooks.
+before the first request and must be quick: slow work (loading models) goes to the
+background, and ``/readyz`` says when what serving needs is there. Shutdown hooks run in
+reverse order after the last request. To add one for the whole app, add an entry to the
+lists below. The database engines are closed after the shutdown hooks.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ LifecycleHook = Callable[[FastAPI], Awaitable[None]]
 
 
 async def _start_ingest_worker(app: FastAPI) -> None:
-    """Load the embedding model and start this process's ingest worker (which first
-    re-queues documents whose worker died)."""
+    """Start this process's ingest worker (which first re-queues documents whose worker
+    died, and loads the embedding model once the query path has had its turn)."""
     from app.core.db import get_engine
     from app.services.ingestion.worker import IngestWorker
 
@@ -40,11 +40,11 @@ async def _stop_parse_helpers(app: FastAPI) -> None:
     stop_helper_processes()
 
 
-async def _start_query_encoder(app: FastAPI) -> None:
-    # In the background: queries use torch until the ONNX encoder is ready.
-    from app.services.embeddings import start_query_encoder
+async def _start_query_path(app: FastAPI) -> None:
+    # In the background: /readyz waits for it (the ONNX encoder, else the torch model).
+    from app.services.embeddings import start_query_path
 
-    start_query_encoder(app.state.settings)
+    start_query_path(app.state.settings)
 
 
 async def _sweep_partial_uploads(app: FastAPI) -> None:
@@ -60,8 +60,8 @@ async def _sweep_partial_uploads(app: FastAPI) -> None:
 
 STARTUP_HOOKS: list[LifecycleHook] = [
     _sweep_partial_uploads,
+    _start_query_path,
     _start_ingest_worker,
-    _start_query_encoder,
 ]
 
 

@@ -56,14 +56,19 @@ async def check_migrations(app: FastAPI) -> str:
 
 
 async def check_embedding_model(app: FastAPI) -> str:
-    """The model is loaded and its dimension matches the chunk table's."""
+    """Questions can be embedded (the ONNX encoder, else the torch model, is loaded) and
+    their vectors have the chunk table's dimension. The torch model that ingestion needs
+    is not waited for when ONNX embeds questions: it loads after, in the background."""
     from app.services import embeddings
     from app.services.vector_store import column_dimension
 
     settings = app.state.settings
-    if not embeddings.is_model_loaded():
-        raise NotReady("embedding model not loaded yet")
-    dimension = embeddings.embedding_dimension(settings)
+    path = embeddings.query_path(settings)
+    if path is None or not path.ready.is_set():
+        raise NotReady(
+            (path and path.failure) or f"query encoder not loaded yet ({settings.embedding_model})"
+        )
+    dimension = path.dimension
     async with get_engine(settings).connect() as connection:
         stored = await connection.run_sync(column_dimension)
     if stored is not None and stored != dimension:
@@ -71,9 +76,10 @@ async def check_embedding_model(app: FastAPI) -> str:
             f"{settings.embedding_model} makes {dimension}-d vectors but the chunk table "
             f"holds {stored}-d ones: run `knowledgetree reindex --all`"
         )
+    ingestion = "loaded" if embeddings.is_model_loaded() else "loading"
     return (
-        f"{settings.embedding_model} loaded ({dimension} dimensions); queries embedded by "
-        f"{embeddings.query_encoder_status(settings)}"
+        f"{settings.embedding_model} ({dimension} dimensions), for ingestion {ingestion}; "
+        f"queries embedded by {path.status}"
     )
 
 

@@ -1,9 +1,11 @@
 """The embedding model: one process-wide instance, loaded once, offline.
 
 ``embed_texts`` embeds chunks for ingestion (INGEST_THREADS threads over one shared
-pool); ``embed_query`` embeds a question (ONNX Runtime once ready, else torch). Why the
-threads, the lock around tokenising and the offline loading are as they are:
-docs/ARCHITECTURE.md, "Embedding model".
+pool); ``embed_query`` embeds a question (ONNX Runtime once ready, else torch).
+``start_query_path`` makes questions answerable first and loads the torch model (which
+only ingestion needs when ONNX answers) after; ``/readyz`` waits for the first part only.
+Why the threads, the lock around tokenising and the offline loading are as they are:
+docs/ARCHITECTURE.md, "Embedding model" and "Query embedding".
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ QUERY_EMBEDDING_SECONDS = Histogram(
 
 _load_lock = threading.Lock()
 _loaded: _LoadedModel | None = None
+_start_lock = threading.Lock()
+_query_path: QueryPath | None = None
 
 
 class EmbeddingModelError(RuntimeError):
@@ -109,10 +113,6 @@ class _LoadedModel:
         # for it by name; resolved once here for embed_query's direct path.
         self.query_prompt: str | None = self.sentence_transformer.prompts.get("query") or None
         self.sentence_transformer.eval()
-        # Set once, from the background thread of start_query_encoder.
-        self.query_encoder: OnnxQueryEncoder | None = None
-        self.query_encoder_status = "torch (the ONNX encoder was not started)"
-        self.query_encoder_thread: threading.Thread | None = None
         self.model_path = path
         # Idle threads cost nothing; they start on first use.
         self.embed_pool = ThreadPoolExecutor(
@@ -155,48 +155,140 @@ def is_model_loaded() -> bool:
     return _loaded is not None
 
 
-def start_query_encoder(settings: Settings | None = None) -> None:
-    """Prepare the ONNX query encoder in a background thread (once per process; a no-op
-    with QUERY_EMBEDDING_BACKEND=torch). Queries use torch until it is ready."""
+class QueryPath:
+    """What embeds questions in this process, prepared by one background thread.
+
+    ``ready`` is set once questions can be embedded: by the cached ONNX encoder (torch is
+    not even imported then) or, without one, by the torch model. ``settled`` is set when
+    that attempt is over, ready or not (the ingest worker waits for it, so that the torch
+    model it needs does not compete with a colour getting ready)."""
+
+    def __init__(self, model_name: str) -> None:
+        self.model_name = model_name
+        self.encoder: OnnxQueryEncoder | None = None
+        self.status = "torch (the ONNX encoder was not started)"
+        self.failure: str | None = None  # why questions cannot be embedded (for /readyz)
+        self.ready = threading.Event()
+        self.settled = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    @property
+    def dimension(self) -> int:
+        """Dimension of the question vectors (the ONNX encoder's, else the torch model's)."""
+        if self.encoder is not None:
+            return self.encoder.dimension
+        assert _loaded is not None, "the torch model answers questions, so it is loaded"
+        return _loaded.dimension
+
+
+def start_query_path(settings: Settings | None = None) -> QueryPath:
+    """Prepare what embeds questions in a background thread (once per process and model).
+
+    With QUERY_EMBEDDING_BACKEND=onnx and a cached export: the ONNX encoder, in about a
+    second and without torch; questions can be embedded then, and the torch model loads
+    after it for ingestion. Without a cached export (a new model or library version):
+    the torch model first (questions use it meanwhile), then the export, made in a child
+    process, is switched to. If ONNX cannot be used, or with =torch: the torch model."""
+    global _query_path
     settings = settings or get_settings()
-    loaded = load_model(settings)
-    if settings.query_embedding_backend != "onnx":
-        loaded.query_encoder_status = "torch (QUERY_EMBEDDING_BACKEND=torch)"
-        return
-    if loaded.query_encoder_thread is not None:
-        return
-    with _load_lock:
-        if loaded.query_encoder_thread is not None:
-            return
-        loaded.query_encoder_status = "torch until the ONNX encoder is ready"
-        loaded.query_encoder_thread = threading.Thread(
-            target=_prepare_query_encoder,
-            args=(loaded, settings.models_cache_dir),
-            name="query-encoder",
-            daemon=True,
-        )
-        loaded.query_encoder_thread.start()
+    with _start_lock:
+        path = _query_path
+        if path is None or path.model_name != settings.embedding_model:
+            path = _query_path = QueryPath(settings.embedding_model)
+            path.thread = threading.Thread(
+                target=_prepare_query_path, args=(path, settings), name="query-path", daemon=True
+            )
+            path.thread.start()
+    return path
 
 
-def _prepare_query_encoder(loaded: _LoadedModel, cache_dir: Path) -> None:
+def query_path(settings: Settings | None = None) -> QueryPath | None:
+    """The query path of the configured model, if ``start_query_path`` started it."""
+    settings = settings or get_settings()
+    path = _query_path
+    return path if path is not None and path.model_name == settings.embedding_model else None
+
+
+def _prepare_query_path(path: QueryPath, settings: Settings) -> None:
+    from app.services import query_encoder
+
+    try:
+        if settings.query_embedding_backend != "onnx":
+            path.status = "torch (QUERY_EMBEDDING_BACKEND=torch)"
+        else:
+            model_path = resolve_model_path(settings.embedding_model)
+            cache = settings.models_cache_dir
+            try:
+                path.encoder = query_encoder.load_cached(model_path, path.model_name, cache)
+            except Exception as error:  # any failure leaves queries on torch, which works
+                path.status = f"torch (ONNX unavailable: {error})"
+                logger.warning("queries use the torch model: %s", error)
+            else:
+                if path.encoder is not None:
+                    path.status = "ONNX Runtime"
+                    path.ready.set()
+                    logger.info("queries use the ONNX encoder; loading the model for ingestion")
+                else:
+                    path.status = "torch until the ONNX encoder is ready"
+        if not path.ready.is_set():
+            _load_torch_for_queries(path, settings)
+    finally:
+        path.settled.set()
+    if path.encoder is not None:
+        _load_torch_for_ingestion(settings)
+    elif path.status.startswith("torch until"):
+        _switch_to_onnx(path, settings)
+
+
+def _load_torch_for_queries(path: QueryPath, settings: Settings) -> None:
+    try:
+        load_model(settings)
+    except Exception as error:
+        path.failure = "the embedding model cannot be loaded; the reason is in the app log"
+        logger.error("the embedding model cannot be loaded: %s", error)
+        return
+    path.ready.set()
+
+
+def _load_torch_for_ingestion(settings: Settings) -> None:
+    try:
+        load_model(settings)
+    except Exception as error:  # questions still work; the ingest worker retries and logs
+        logger.error("the embedding model for ingestion cannot be loaded: %s", error)
+
+
+def _switch_to_onnx(path: QueryPath, settings: Settings) -> None:
+    """Export the encoder (a child process) while torch answers, then switch to it."""
     from app.services import query_encoder
 
     try:
         encoder = query_encoder.prepare(
-            loaded.sentence_transformer, loaded.model_path, loaded.model_name, cache_dir
+            resolve_model_path(settings.embedding_model),
+            path.model_name,
+            settings.models_cache_dir,
         )
     except Exception as error:  # any failure leaves queries on torch, which works
-        loaded.query_encoder_status = f"torch (ONNX unavailable: {error})"
+        path.status = f"torch (ONNX unavailable: {error})"
         logger.warning("queries stay on the torch model: %s", error)
         return
-    loaded.query_encoder = encoder
-    loaded.query_encoder_status = "ONNX Runtime"
+    path.encoder = encoder
+    path.status = "ONNX Runtime"
     logger.info("queries now use the ONNX encoder")
+
+
+def load_model_for_ingestion(settings: Settings | None = None) -> _LoadedModel:
+    """The torch model, for the ingest worker: once the query path has had its turn (a
+    colour gets ready first; documents wait as ``queued`` meanwhile)."""
+    path = query_path(settings)
+    if path is not None:
+        path.settled.wait()
+    return load_model(settings)
 
 
 def query_encoder_status(settings: Settings | None = None) -> str:
     """What embeds queries now, for /readyz: 'ONNX Runtime' or 'torch (why)'."""
-    return load_model(settings).query_encoder_status
+    path = query_path(settings)
+    return path.status if path is not None else "torch (the ONNX encoder was not started)"
 
 
 def get_embed_model(settings: Settings | None = None) -> HuggingFaceEmbedding:
@@ -229,21 +321,22 @@ def embed_query(text: str, settings: Settings | None = None) -> list[float]:
     with torch; call in a thread).
 
     The same vector as LlamaIndex's ``get_query_embedding`` (the model's query prompt,
-    mean pooling, L2 norm; tests hold both backends equal to it). The text is tokenised
-    by the sentence-transformers model's own ``preprocess``; the forward pass is the ONNX
-    encoder's when it is ready, else the torch model's, called directly: LlamaIndex's
+    mean pooling, L2 norm; tests hold both backends equal to it). With the ONNX encoder,
+    the model's Rust tokenizer and ONNX Runtime (no torch); else the sentence-transformers
+    model's own ``preprocess`` and the torch model, called directly: LlamaIndex's
     and sentence-transformers' wrappers, per call, emit instrumentation events, look for
     the model's device among all its parameters and walk every module to set eval mode
     (about 3 ms of a ~20 ms torch query; docs/BENCHMARKS.md).
     """
     started = time.perf_counter()
-    loaded = load_model(settings)
-    model = loaded.sentence_transformer
-    features = model.preprocess([text], prompt=loaded.query_prompt)
-    encoder = loaded.query_encoder
+    path = query_path(settings)
+    encoder = path.encoder if path is not None else None
     if encoder is not None:
-        vector, backend = encoder.encode(features), "onnx"
+        vector, backend = encoder.embed(text), "onnx"
     else:
+        loaded = load_model(settings)
+        model = loaded.sentence_transformer
+        features = model.preprocess([text], prompt=loaded.query_prompt)
         vector, backend = torch_query_vector(model, features), "torch"
     QUERY_EMBEDDING_SECONDS.labels(backend).observe(time.perf_counter() - started)
     return vector

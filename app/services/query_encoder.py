@@ -2,9 +2,10 @@
 
 The graph is exported once per model and library versions by a child process
 (``python -m app.services.query_encoder``), checked against the torch model on probe
-texts, and cached under ``MODEL_CACHE_DIR/onnx/``; ``embeddings.start_query_encoder``
-prepares it in the background and queries use torch until it is ready. Why and how:
-docs/ARCHITECTURE.md, "Query embedding".
+texts, and cached under ``MODEL_CACHE_DIR/onnx/`` with the model's tokenizer and a probe
+vector, so the server loads and checks a cached export without torch (``load_cached``):
+that is what makes a colour ready in seconds. ``embeddings.start_query_path`` prepares
+it. Why and how: docs/ARCHITECTURE.md, "Query embedding".
 """
 
 from __future__ import annotations
@@ -28,13 +29,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    import torch
     from sentence_transformers import SentenceTransformer
+    from tokenizers import Tokenizer
 
 logger = logging.getLogger(__name__)
 
-# Bump when the exported graph's contract changes (inputs, outputs, what it computes).
-EXPORT_FORMAT = 1
+# Bump when the exported graph's contract changes (inputs, outputs, what it computes, the
+# files beside it). 2: the tokenizer and a probe vector, so no torch is needed to load it.
+EXPORT_FORMAT = 2
 TOLERANCE = 1e-5
 EXPORT_TIMEOUT_SECONDS = 900
 # Exports kept per model: both colours of a blue-green pair may run different versions.
@@ -42,6 +44,7 @@ EXPORTS_KEPT_PER_MODEL = 2
 MODEL_FILE = "query.onnx"
 FACTS_FILE = "export.json"
 FAILED_FILE = "failed.txt"
+TOKENIZER_FILE = "tokenizer.json"
 # The inputs a sentence-transformers text model takes; a tokenizer that returns others
 # (unusual) is left on torch.
 KNOWN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -50,6 +53,7 @@ PROBE_TEXTS = (
     "How long are nightly snapshots kept, and who can restore them?",
     "retention " * 600,  # longer than any model reads: exercises truncation
     "Wie lange werden die Sicherungen aufbewahrt? 备份保留多久?",
+    "  spaces around, ünïcödé and émojis 🐝  ",
 )
 # Folders of a model repository that hold other formats of the same weights.
 _NOT_MODEL_FILES = {"onnx", "openvino", ".cache", ".git"}
@@ -61,14 +65,18 @@ class QueryEncoderUnavailable(RuntimeError):
 
 
 class OnnxQueryEncoder:
-    """An ONNX Runtime session that turns one tokenised text into a unit vector.
+    """An ONNX Runtime session that turns one text into a unit vector.
 
     ``run`` is thread-safe, so concurrent queries share one session. One intra-op
     thread, for the reason TORCH_THREADS is 1: a short query is latency-bound, and
-    concurrent requests then use the cores side by side.
+    concurrent requests then use the cores side by side. ``embed`` tokenises with the
+    model's own Rust tokenizer (``tokenizer.json`` of the export), so neither torch nor
+    sentence-transformers is imported.
     """
 
-    def __init__(self, model_file: Path) -> None:
+    def __init__(
+        self, model_file: Path, tokenizer: Tokenizer | None = None, prompt: str = ""
+    ) -> None:
         import onnxruntime
 
         options = onnxruntime.SessionOptions()
@@ -81,27 +89,57 @@ class OnnxQueryEncoder:
             str(model_file), options, providers=["CPUExecutionProvider"]
         )
         self.input_names = [item.name for item in self.session.get_inputs()]
+        self.tokenizer = tokenizer
+        self.prompt = prompt
+        self.dimension = 0  # set by load_cached from the probe vector
 
-    def encode(self, features: Mapping[str, torch.Tensor]) -> list[float]:
-        """The unit vector of ``features`` (the model's ``preprocess`` of one text)."""
-        feeds = {name: features[name].numpy() for name in self.input_names}
+    def features(self, text: str) -> dict[str, Any]:
+        """The model inputs of ``text``: what the model's ``preprocess`` makes of it."""
+        import numpy
+
+        assert self.tokenizer is not None, "an encoder without its tokenizer"
+        # sentence-transformers strips the text after prepending the prompt.
+        encoding = self.tokenizer.encode((self.prompt + text).strip())
+        columns = {
+            "input_ids": encoding.ids,
+            "attention_mask": encoding.attention_mask,
+            "token_type_ids": encoding.type_ids,
+        }
+        return {name: numpy.array([columns[name]], dtype=numpy.int64) for name in columns}
+
+    def encode(self, features: Mapping[str, Any]) -> list[float]:
+        """The unit vector of ``features`` (numpy arrays, or the torch tensors of the
+        model's ``preprocess`` of one text)."""
+        feeds = {name: _as_numpy(features[name]) for name in self.input_names}
         return self.session.run(None, feeds)[0][0].tolist()
+
+    def embed(self, text: str) -> list[float]:
+        """The unit vector of one question."""
+        return self.encode(self.features(text))
+
+
+def _as_numpy(value: Any) -> Any:
+    return value.numpy() if hasattr(value, "numpy") else value
+
+
+def _load_tokenizer(path: Path, max_length: int) -> Tokenizer:
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(path))
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length=max_length)
+    return tokenizer
 
 
 # --- the server's side: find, check and load the export (or have it made) --------------
-def prepare(
-    model: SentenceTransformer, model_path: str, model_name: str, cache_dir: Path
-) -> OnnxQueryEncoder:
-    """The ONNX encoder of ``model``: loaded from the cache, else exported in a child
-    process first. Raises ``QueryEncoderUnavailable`` with the reason when it cannot be
-    used. Blocking (seconds to a minute on a first export): call it in a thread."""
+def load_cached(model_path: str, model_name: str, cache_dir: Path) -> OnnxQueryEncoder | None:
+    """The cached export of this model and these libraries, loaded and checked against its
+    probe vector, without torch; None when there is none yet (or it was damaged: removed,
+    so that ``prepare`` exports it again). Raises ``QueryEncoderUnavailable`` when an
+    earlier export failed or the export does not reproduce its probe."""
     folder = export_folder(cache_dir, model_name, model_path)
-    root = folder.parent
-    root.mkdir(parents=True, exist_ok=True)
-    with _exclusive(root / ".lock"):
-        # Whoever wrote these held the lock and is gone (e.g. killed mid-export).
-        for stale in root.glob(".export-*"):
-            shutil.rmtree(stale, ignore_errors=True)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with _exclusive(folder.parent / ".lock"):
         failed = folder / FAILED_FILE
         if failed.is_file():
             raise QueryEncoderUnavailable(
@@ -109,21 +147,58 @@ def prepare(
                 f"delete {folder} to try again"
             )
         if not (folder / FACTS_FILE).is_file():
-            _export_into(folder, model_path)
-            _prune(root, folder.name.rsplit("-", 1)[0], keep=folder)
+            return None
         try:
-            encoder = OnnxQueryEncoder(folder / MODEL_FILE)
+            encoder = _open(folder)
+        except QueryEncoderUnavailable:
+            raise
         except Exception as error:  # a damaged cache file: make it again, once
             logger.warning("cached ONNX export %s unreadable (%s); exporting again", folder, error)
             shutil.rmtree(folder, ignore_errors=True)
-            _export_into(folder, model_path)
-            encoder = OnnxQueryEncoder(folder / MODEL_FILE)
+            return None
         os.utime(folder)  # last used: pruning keeps the most recently used
-    difference = max_difference(model, encoder, PROBE_TEXTS[1:2])
+    return encoder
+
+
+def _open(folder: Path) -> OnnxQueryEncoder:
+    """The encoder in ``folder``, checked: its probe text must give the probe vector the
+    torch model made at export time (tokenizer and graph together)."""
+    facts = json.loads((folder / FACTS_FILE).read_text())
+    tokenizer = _load_tokenizer(folder / TOKENIZER_FILE, int(facts["max_seq_length"]))
+    encoder = OnnxQueryEncoder(folder / MODEL_FILE, tokenizer, facts["query_prompt"] or "")
+    probe = facts["probe"]
+    got = encoder.embed(probe["text"])
+    if len(got) != len(probe["vector"]):
+        raise QueryEncoderUnavailable(f"the ONNX export of {folder} makes {len(got)}-d vectors")
+    difference = max(abs(a - b) for a, b in zip(got, probe["vector"], strict=True))
     if difference > TOLERANCE:
         raise QueryEncoderUnavailable(
-            f"the ONNX export of {folder} differs from the loaded model by {difference:.1e}"
+            f"the ONNX export of {folder} differs from its probe vector by {difference:.1e}"
         )
+    encoder.dimension = len(got)
+    return encoder
+
+
+def prepare(model_path: str, model_name: str, cache_dir: Path) -> OnnxQueryEncoder:
+    """The ONNX encoder of the model: loaded from the cache, else exported in a child
+    process first. Raises ``QueryEncoderUnavailable`` with the reason when it cannot be
+    used. Blocking (seconds to a minute on a first export): call it in a thread."""
+    encoder = load_cached(model_path, model_name, cache_dir)
+    if encoder is not None:
+        return encoder
+    folder = export_folder(cache_dir, model_name, model_path)
+    root = folder.parent
+    with _exclusive(root / ".lock"):
+        # Whoever wrote these held the lock and is gone (e.g. killed mid-export).
+        for stale in root.glob(".export-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        # Another process may have exported it while this one waited for the lock.
+        if not (folder / FACTS_FILE).is_file() and not (folder / FAILED_FILE).is_file():
+            _export_into(folder, model_path)
+            _prune(root, folder.name.rsplit("-", 1)[0], keep=folder)
+    encoder = load_cached(model_path, model_name, cache_dir)
+    if encoder is None:  # exported just now and already unreadable
+        raise QueryEncoderUnavailable(f"the fresh ONNX export in {folder} cannot be read")
     return encoder
 
 
@@ -160,12 +235,18 @@ def library_versions() -> dict[str, str]:
 
 
 def _module_version(name: str) -> str:
-    import importlib
+    """The package's ``version.py`` (torch has one), read, not imported: importing torch
+    takes seconds and hundreds of MB, which a server answering with ONNX never needs."""
+    import importlib.util
 
-    try:
-        return str(importlib.import_module(name.replace("-", "_")).__version__)
-    except (ImportError, AttributeError):
-        return "unknown"
+    spec = importlib.util.find_spec(name.replace("-", "_"))
+    for folder in (spec and spec.submodule_search_locations) or []:
+        version_file = Path(folder) / "version.py"
+        if version_file.is_file():
+            found = re.search(r"^__version__\s*=\s*['\"]([^'\"]+)", version_file.read_text(), re.M)
+            if found:
+                return found[1]
+    return "unknown"
 
 
 def _model_dir(model_path: str) -> Path:
@@ -252,14 +333,17 @@ def _prune(root: Path, slug: str, keep: Path) -> None:
 
 
 def max_difference(
-    model: SentenceTransformer, encoder: OnnxQueryEncoder, texts: tuple[str, ...] = PROBE_TEXTS
+    model: SentenceTransformer,
+    encoder: OnnxQueryEncoder,
+    texts: tuple[str, ...] = PROBE_TEXTS,
+    prompt: str = "",
 ) -> float:
-    """Largest difference of any vector component between torch and ONNX on ``texts``."""
+    """Largest difference of any vector component between torch (on the model's own
+    tokens) and ONNX (on its tokenizer's) on ``texts``."""
     worst = 0.0
     for text in texts:
-        features = model.preprocess([text])
-        expected = torch_query_vector(model, features)
-        got = encoder.encode(features)
+        expected = torch_query_vector(model, model.preprocess([text], prompt=prompt or None))
+        got = encoder.embed(text)
         worst = max(worst, max(abs(a - b) for a, b in zip(expected, got, strict=True)))
     return worst
 
@@ -318,15 +402,36 @@ def export(model_path: str, out: Path) -> dict[str, Any]:
     )
     out.mkdir(parents=True)
     program.save(str(out / MODEL_FILE))
-    difference = max_difference(model, OnnxQueryEncoder(out / MODEL_FILE))
+    max_seq_length = int(model.max_seq_length or 512)
+    prompt = model.prompts.get("query") or ""
+    (out / TOKENIZER_FILE).write_text(model.tokenizer.backend_tokenizer.to_str())
+    encoder = OnnxQueryEncoder(
+        out / MODEL_FILE, _load_tokenizer(out / TOKENIZER_FILE, max_seq_length), prompt
+    )
+    # The server tokenises with tokenizer.json alone: it must give the model's own tokens.
+    for text in PROBE_TEXTS:
+        expected = model.preprocess([text], prompt=prompt or None)
+        got = encoder.features(text)
+        if any(expected[name].tolist() != got[name].tolist() for name in names):
+            raise QueryEncoderUnavailable(
+                f"the tokenizer alone does not reproduce the model's tokens of {text[:40]!r}"
+            )
+    difference = max_difference(model, encoder, prompt=prompt)
     if difference > TOLERANCE:
         raise QueryEncoderUnavailable(
             f"the exported graph differs from the torch model by {difference:.1e} "
             f"(more than {TOLERANCE:.0e})"
         )
+    probe = PROBE_TEXTS[1]
     facts = {
         "model": model_path,
         "inputs": names,
+        "max_seq_length": max_seq_length,
+        "query_prompt": prompt,
+        "probe": {
+            "text": probe,
+            "vector": torch_query_vector(model, model.preprocess([probe], prompt=prompt or None)),
+        },
         "max_difference": difference,
         "seconds": round(time.monotonic() - started, 1),
         "libraries": library_versions(),

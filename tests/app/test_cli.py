@@ -144,8 +144,12 @@ def test_serve_answers_health_and_readiness(settings):
                 assert time.monotonic() < deadline, "server did not start"
                 time.sleep(0.2)
         assert health.json() == {"status": "ok"}
-        ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10)
-        assert ready.status_code == 200, ready.text
+        # Alive first, ready once the query encoder (or, without it, torch) is loaded.
+        while (ready := httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10)).is_error:
+            assert ready.status_code == 503, ready.text
+            assert server.poll() is None, server.stdout.read()
+            assert time.monotonic() < deadline, f"server never ready: {ready.text}"
+            time.sleep(0.2)
         docs = httpx.get(f"http://127.0.0.1:{port}/docs", timeout=5)
         assert docs.status_code == 200
     finally:

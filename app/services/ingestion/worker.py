@@ -53,15 +53,13 @@ class IngestWorker:
 
     # -- life cycle
     async def start(self) -> None:
-        """Load the model and start the background loop (which first re-queues orphans).
+        """Start the background loop: it re-queues orphans, then loads the model (after
+        the query path: ``embeddings.load_model_for_ingestion``) and processes the queue.
 
-        A failure here (model missing, database not migrated yet) does not stop the app:
-        it is logged, ``/readyz`` reports it, and the loop keeps retrying.
+        Nothing here waits for the model, so a colour is ready without it; documents
+        uploaded meanwhile stay ``queued`` until it is loaded. A failure (model missing,
+        database not migrated yet) is logged and the loop retries at the next poll.
         """
-        try:
-            await self._ensure_context()
-        except Exception:
-            logger.exception("ingestion is not ready yet; the worker will retry")
         self._task = asyncio.create_task(self._loop(), name="ingest-worker")
 
     async def stop(self) -> None:
@@ -92,7 +90,7 @@ class IngestWorker:
             from app.core.db import sync_database_url
             from app.services.vector_store import make_vector_store
 
-            loaded = await asyncio.to_thread(embeddings.load_model, self.settings)
+            loaded = await asyncio.to_thread(embeddings.load_model_for_ingestion, self.settings)
             # PGVectorStore wants a sync engine too; we only use its async path, so this
             # one never opens a connection unless something calls the sync API.
             self._sync_engine = create_engine(

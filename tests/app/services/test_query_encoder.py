@@ -21,18 +21,23 @@ EXPORT_WAIT_SECONDS = 600  # a first export on a busy 2-core machine
 
 @pytest.fixture(scope="module")
 def ready_encoder(settings):
-    """The process's encoder, exported (or loaded from the test cache) and switched on."""
-    embeddings.start_query_encoder(settings)
-    loaded = embeddings.load_model(settings)
-    loaded.query_encoder_thread.join(EXPORT_WAIT_SECONDS)
-    assert loaded.query_encoder is not None, loaded.query_encoder_status
-    return loaded
+    """The torch model, with the process's ONNX encoder exported (or loaded from the test
+    cache) and switched on."""
+    path = embeddings.start_query_path(settings)
+    assert path.thread is not None
+    path.thread.join(EXPORT_WAIT_SECONDS)
+    assert path.encoder is not None, path.status
+    return embeddings.load_model(settings)
 
 
 def _export_folder(settings, loaded) -> Path:
     return query_encoder.export_folder(
         settings.models_cache_dir, loaded.model_name, loaded.model_path
     )
+
+
+def _arguments(loaded, cache_dir: Path) -> tuple:
+    return loaded.model_path, loaded.model_name, cache_dir
 
 
 def _queries_embedded_by(backend: str) -> float:
@@ -62,12 +67,53 @@ def test_onnx_queries_match_llamaindex_and_the_export_is_checked(settings, ready
     )
     assert facts["max_difference"] < query_encoder.TOLERANCE
     assert facts["inputs"] == ["input_ids", "attention_mask", "token_type_ids"]
+    assert len(facts["probe"]["vector"]) == 384
+
+
+def test_a_cached_export_is_loaded_and_checked_without_torch(settings, ready_encoder):
+    """What makes a colour ready in seconds: neither the app's modules nor loading the
+    cached encoder import torch (a child process: this one has torch loaded)."""
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "import app.main, app.services.chat, app.services.ingestion.worker\n"
+        "from app.services import query_encoder\n"
+        "encoder = query_encoder.load_cached(*sys.argv[1:3], Path(sys.argv[3]))\n"
+        "print(encoder.dimension, encoder.embed('How long are backups kept?')[:3])\n"
+        "print(sorted(m for m in ('torch', 'sentence_transformers', 'transformers') "
+        "if m in sys.modules))\n"
+    )
+    arguments = _arguments(ready_encoder, settings.models_cache_dir)
+    result = subprocess.run(
+        [sys.executable, "-c", script, *map(str, arguments)],
+        capture_output=True, text=True, check=False, env=os.environ | {"PYTHONPATH": "."},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    dimension_and_vector, imported = result.stdout.splitlines()[-2:]
+    expected = embeddings.get_embed_model(settings).get_query_embedding(
+        "How long are backups kept?"
+    )
+    assert dimension_and_vector.startswith("384 ")
+    got = json.loads(dimension_and_vector.split(" ", 1)[1])
+    assert max(abs(a - b) for a, b in zip(got, expected[:3], strict=True)) < 1e-5
+    assert imported == "[]"
+
+
+def test_an_export_that_does_not_reproduce_its_probe_is_not_used(settings, ready_encoder, tmp_path):
+    good = _export_folder(settings, ready_encoder)
+    copy = tmp_path / "onnx" / good.name
+    shutil.copytree(good, copy)
+    facts = json.loads((copy / query_encoder.FACTS_FILE).read_text())
+    facts["probe"]["vector"][0] += 0.01  # as if another tokenizer or graph were there
+    (copy / query_encoder.FACTS_FILE).write_text(json.dumps(facts))
+    with pytest.raises(QueryEncoderUnavailable, match="differs from its probe vector"):
+        query_encoder.load_cached(*_arguments(ready_encoder, tmp_path))
 
 
 def test_torch_answers_while_the_encoder_is_not_ready(settings, ready_encoder, monkeypatch):
     text = "How long are backups kept?"
     onnx_vector = embeddings.embed_query(text, settings)
-    monkeypatch.setattr(ready_encoder, "query_encoder", None)
+    monkeypatch.setattr(embeddings.query_path(settings), "encoder", None)
     before = _queries_embedded_by("torch")
     torch_vector = embeddings.embed_query(text, settings)
     assert _queries_embedded_by("torch") == before + 1
@@ -86,12 +132,7 @@ def test_a_cached_export_is_loaded_without_exporting(settings, ready_encoder, mo
     monkeypatch.setattr(query_encoder, "export_command", _failing_export("must not run"))
     folder = _export_folder(settings, ready_encoder)
     os.utime(folder, (1_000_000, 1_000_000))
-    encoder = query_encoder.prepare(
-        ready_encoder.sentence_transformer,
-        ready_encoder.model_path,
-        ready_encoder.model_name,
-        settings.models_cache_dir,
-    )
+    encoder = query_encoder.prepare(*_arguments(ready_encoder, settings.models_cache_dir))
     assert query_encoder.max_difference(ready_encoder.sentence_transformer, encoder) < 1e-5
     assert folder.stat().st_mtime > 1_000_000, "marked as used, so pruning keeps it"
 
@@ -100,12 +141,7 @@ def test_a_failed_export_is_recorded_and_not_retried(ready_encoder, tmp_path, mo
     monkeypatch.setattr(
         query_encoder, "export_command", _failing_export("TorchExportError: unsupported op")
     )
-    arguments = (
-        ready_encoder.sentence_transformer,
-        ready_encoder.model_path,
-        ready_encoder.model_name,
-        tmp_path,
-    )
+    arguments = _arguments(ready_encoder, tmp_path)
     with pytest.raises(QueryEncoderUnavailable, match="failed: TorchExportError: unsupported op"):
         query_encoder.prepare(*arguments)
     [failed] = list((tmp_path / "onnx").glob("*/failed.txt"))
@@ -136,12 +172,7 @@ def test_a_damaged_cache_file_is_exported_again(settings, ready_encoder, tmp_pat
     damaged = tmp_path / "onnx" / good.name
     shutil.copytree(good, damaged)
     (damaged / query_encoder.MODEL_FILE).write_bytes(b"not an onnx graph")
-    encoder = query_encoder.prepare(
-        ready_encoder.sentence_transformer,
-        ready_encoder.model_path,
-        ready_encoder.model_name,
-        tmp_path,
-    )
+    encoder = query_encoder.prepare(*_arguments(ready_encoder, tmp_path))
     assert query_encoder.max_difference(ready_encoder.sentence_transformer, encoder) < 1e-5
     assert (damaged / query_encoder.MODEL_FILE).read_bytes() == (
         good / query_encoder.MODEL_FILE
