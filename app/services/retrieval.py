@@ -10,6 +10,7 @@ measurements: docs/ARCHITECTURE.md, "Ranking". Ownership is the caller's job.
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass, replace
@@ -72,7 +73,9 @@ class SearchHit:
 
 
 # The table and text-search names are those of app.services.vector_store and of
-# migration 0008 (chunk_terms, term_stats, project_text_stats and their trigger).
+# migrations 0008 (chunk_terms, term_stats, project_text_stats and their trigger) and
+# 0009 (english_all_words: the English stemmer without a stop-word list, which the
+# index uses; the question is read through 'english', plus its option words).
 # The numeric parameters are cast once in ``params``: left to itself asyncpg types a
 # parameter from its use, and ``1 - :b`` made b an integer (0.75 ran as 0, k1 1.2 as 1).
 _SEARCH_SQL = text(
@@ -93,7 +96,11 @@ _SEARCH_SQL = text(
     ),
     term_weights AS MATERIALIZED (
         SELECT s.term, ln(1 + (c.n - s.chunks + 0.5) / (s.chunks + 0.5)) AS idf
-        FROM (SELECT DISTINCT lexeme FROM unnest(to_tsvector('english', :text_query))) AS q
+        FROM (
+            SELECT lexeme FROM unnest(to_tsvector('english', :text_query))
+            UNION
+            SELECT lexeme FROM unnest(to_tsvector('english_all_words', :option_words))
+        ) AS q
         JOIN term_stats s ON s.project_id = :project_id AND s.term = q.lexeme
         CROSS JOIN corpus c
     ),
@@ -156,6 +163,17 @@ async def set_hnsw_search_parameters(session: AsyncSession, ef_search: int) -> N
     the index instead of returning fewer than LIMIT rows.
     """
     await session.execute(_HNSW_SETTINGS_SQL, {"ef_search": str(int(ef_search))})
+
+
+# A word written as a command-line option: "--all", "-a", "--no-ff" (not "cherry-pick").
+_OPTION = re.compile(r"(?<![\w-])--?([A-Za-z][\w-]*)")
+
+
+def option_words(query: str) -> str:
+    """The words ``query`` writes as options, which the keyword list keeps even when they
+    are stop words (``--all``, ``-a``): the question itself is read without stop words,
+    which only added noise ("what", "does", "the"; docs/ARCHITECTURE.md "Ranking")."""
+    return " ".join(_OPTION.findall(query))
 
 
 def vector_literal(vector: list[float]) -> str:
@@ -242,6 +260,7 @@ async def search_by_vector(
             "embedding": vector_literal(vector),
             "project_id": project_id,
             "text_query": query.strip(),
+            "option_words": option_words(query),
             "candidates": candidates,
             "postings_per_term": POSTINGS_PER_TERM,
             "k1": bm25.k1,

@@ -7,7 +7,7 @@ reads and writes, plus two generated columns of ours:
     data_chunks(
       id bigserial PK, text varchar NOT NULL, metadata_ jsonb, node_id varchar,
       embedding vector(<model dimension>),
-      text_search_tsv tsvector GENERATED ALWAYS AS (to_tsvector('english',
+      text_search_tsv tsvector GENERATED ALWAYS AS (to_tsvector('english_all_words',
                   coalesce(metadata_->>'context', '') || E'\n\n' || text)) STORED,
       project_id  uuid GENERATED ALWAYS AS ((metadata_->>'project_id')::uuid)  STORED NOT NULL
                   REFERENCES projects  ON DELETE CASCADE,
@@ -17,7 +17,8 @@ reads and writes, plus two generated columns of ours:
              data_chunks_embedding_idx (HNSW, vector_cosine_ops, m / ef_construction),
              btree on project_id and document_id;
     plus the BM25 term statistics kept by triggers (migration 0008: chunk_terms,
-    term_stats, project_text_stats).
+    term_stats, project_text_stats); 'english_all_words' (migration 0009) is the English
+    stemmer without a stop-word list.
 
 LlamaIndex writes ``metadata_['document_id']`` from the node's source document id, and
 we set ``project_id`` in the metadata; Postgres derives the two columns, so a chunk can

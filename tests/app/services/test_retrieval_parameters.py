@@ -1,8 +1,9 @@
 """The ranking's measured parameters, each shown on passages built to need it.
 
-BM25's length normalisation (``Bm25.b``, none by default) and the candidates each list brings to the
-fusion (``Fusion.depth``) were chosen on bench/eval (docs/ARCHITECTURE.md, "Ranking");
-these tests pin what each does, with the real embedding model and SQL.
+BM25's length normalisation (``Bm25.b``, none by default), the candidates each list brings to the
+fusion (``Fusion.depth``) and the stop words kept when written as options were chosen on
+bench/eval (docs/ARCHITECTURE.md, "Ranking"); these tests pin what each does, with the
+real embedding model and SQL.
 """
 
 from __future__ import annotations
@@ -108,3 +109,37 @@ async def test_a_passage_low_in_one_list_still_counts_in_the_fusion(
     hit = next(h for h in shallow if h.document_name == "servers.md")
     assert hit.vector_rank is None  # 20 candidates per list did not reach it
     assert isinstance(hit.document_id, uuid.UUID)
+
+
+# Options of one command, alike but for the option's name; "--all" is an English stop
+# word, and its passage comes last, so a tie would not put it first.
+OPTION_CORPUS = {
+    "frob.md": [
+        (None, None, f"frob {option}: {effect}")
+        for option, effect in (
+            ("--tags", "frob sends the tags as well."),
+            ("--force", "frob overwrites the remote even if it moved on."),
+            ("--dry-run", "frob shows what it would send without sending it."),
+            ("--prune", "frob removes remote branches that have no local counterpart."),
+            ("--all", "frob sends every branch."),
+        )
+    ]
+}
+
+
+async def test_an_option_named_by_a_stop_word_counts_in_the_keyword_list(
+    client, user_factory, settings, db_session
+):
+    user = await user_factory()
+    project = await index_project(client, user.headers, settings, "Options", OPTION_CORPUS)
+
+    async def first(question: str) -> str:
+        hits = await retrieval.search(
+            db_session, project.id, question, mode="keyword", settings=settings
+        )
+        return hits[0].text
+
+    # Premise: written as a plain word, "all" is a stop word and the question is "frob".
+    assert not (await first("What does frob all do?")).startswith("frob --all")
+    assert (await first("What does frob --all do?")).startswith("frob --all")
+    assert retrieval.option_words("git cherry-pick -x, git push --all --no-ff") == "x all no-ff"
