@@ -195,10 +195,11 @@ class FakeAnthropicServer:
         host, port = self._socket.getsockname()[:2]
         return f"http://{host}:{port}"
 
-    def start(self) -> FakeAnthropicServer:
+    def start(self, host: str = "127.0.0.1") -> FakeAnthropicServer:
+        """host: another local address where the app runs elsewhere (a container)."""
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind(("127.0.0.1", 0))
+        self._socket.bind((host, 0))
         config = uvicorn.Config(
             self.app,
             log_level="warning",
