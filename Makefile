@@ -70,10 +70,10 @@ test-infra: $(STAMP) $(E2E_STAMP) ## The infra suites on real test hosts, in two
 	scripts/test_infra.sh
 
 lint: $(STAMP) ## ruff, yamllint, ansible-lint (production profile)
-	$(BIN)/ruff check app tests bench scripts
-	$(BIN)/ruff format --check app tests bench scripts
+	$(BIN)/ruff check app tests bench scripts compose
+	$(BIN)/ruff format --check app tests bench scripts compose
 	$(MAKE) lint-frontend
-	$(BIN)/yamllint -s ansible roles inventories
+	$(BIN)/yamllint -s ansible roles inventories docker-compose.prod.yml tests/compose
 	PATH="$(abspath $(BIN)):$$PATH" ANSIBLE_CONFIG=ansible/ansible.cfg $(BIN)/ansible-lint  # profile: .ansible-lint
 
 .PHONY: lint-frontend api-client
@@ -147,6 +147,21 @@ testhost-up: ## Boot the disposable Debian 13 test host (TESTHOST, TESTHOST_IP)
 
 testhost-down: ## Destroy the test host
 	scripts/testhost.sh down $(TESTHOST)
+
+# Docker Compose instead of Ansible (docs/DEPLOYMENT.md, "With Docker Compose");
+# the env file is compose/knowledgetree.env unless KT_COMPOSE_ENV says otherwise.
+.PHONY: compose-up compose-update compose-down test-compose
+compose-up: $(STAMP) ## Docker Compose: build the release and images, start, wait until healthy
+	scripts/compose.sh up
+
+compose-update: $(STAMP) ## Docker Compose: the new release's app beside the old one, switch when healthy
+	scripts/compose.sh update
+
+compose-down: ## Docker Compose: stop and remove the containers (the volumes stay)
+	scripts/compose.sh down
+
+test-compose: $(STAMP) ## The compose test: its own dockerd, images, pebble TLS, journey, down/up (root)
+	$(BIN)/pytest tests/compose
 
 lock: $(STAMP) ## Regenerate requirements.lock and requirements-dev.lock from pyproject.toml
 	scripts/lock.sh

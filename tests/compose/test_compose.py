@@ -1,0 +1,328 @@
+"""docker-compose.prod.yml for real: Docker on this machine, the images built from the
+release, Postgres 17 + pgvector, nginx and a certificate from pebble.
+
+The test starts its own dockerd (scripts/compose_dockerd.sh, without Docker's firewall
+rules so the nspawn test hosts keep their NAT) and stops it at the end. Through nginx
+over HTTPS (verified against pebble's root, on loopback high ports): register, upload a
+document, see it ready, a streamed chat answer with sources from the Anthropic stand-in;
+then `docker-compose down` and up again, and everything is still there.
+
+Run with `make test-compose` (root; the test bridge 10.99.0.1 must exist for pebble:
+any `scripts/testhost.sh up` makes it). The first run builds the images (about 10 min:
+Debian's torch); later runs reuse Docker's layer cache.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.fakes.anthropic_server import FakeAnthropicServer, Script
+
+REPO = Path(__file__).resolve().parents[2]
+COMPOSE = REPO / "scripts" / "compose.sh"
+DOCKERD = REPO / "scripts" / "compose_dockerd.sh"
+PEBBLE = REPO / "scripts" / "pebble.sh"
+STATE_DIR = Path(os.environ.get("KT_TESTHOST_STATE", "/var/lib/knowledgetree-testhost"))
+PEBBLE_STATE = STATE_DIR / "pebble"
+BRIDGE_ADDRESS = "10.99.0.1"
+DOMAIN = "compose.knowledgetree.test"
+PROJECT = "kt-compose-test"
+HTTPS_PORT = 18443
+HTTP_PORT = 18080
+SAMPLE = REPO / "samples" / "corpus" / "honeybees.md"
+QUESTION = "How do honey bees tell each other where the flowers are?"
+ANSWER = "Bees dance to show the way [1]."
+PASSWORD = "correct horse battery staple"
+
+
+def missing_requirement() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root (it starts dockerd)"
+    for tool in ("dockerd", "docker-compose", "pebble", "zstd"):
+        if not shutil.which(tool):
+            return f"{tool} is not installed (apt-get install docker.io docker-compose pebble zstd)"
+    address = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True).stdout
+    if f" {BRIDGE_ADDRESS}/" not in address:
+        return f"no test bridge {BRIDGE_ADDRESS} for pebble: run scripts/testhost.sh up once"
+    return None
+
+
+pytestmark = pytest.mark.skipif(
+    missing_requirement() is not None, reason=str(missing_requirement())
+)
+
+
+def firewall() -> tuple[str, str]:
+    """The test hosts' NAT table and iptables' FORWARD chain (dockerd must not touch them)."""
+    nft = subprocess.run(
+        ["nft", "list", "table", "ip", "knowledgetree_testhost"],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    forward = subprocess.run(
+        ["iptables", "-S", "FORWARD"], check=True, capture_output=True, text=True
+    )
+    return nft.stdout, forward.stdout
+
+
+class Stack:
+    def __init__(self, env_file: Path, firewall_before: tuple[str, str]) -> None:
+        self.env = {
+            **os.environ,
+            "KT_COMPOSE_ENV": str(env_file),
+            "KT_COMPOSE_PROJECT": PROJECT,
+            "KT_COMPOSE_FILES": "docker-compose.prod.yml:tests/compose/docker-compose.test.yml",
+            "KT_PEBBLE_LISTENER_CA": str(PEBBLE_STATE / "listener-ca.pem"),
+        }
+        self.env_file = env_file
+        self.firewall_before = firewall_before
+
+    def script(self, *args: str) -> str:
+        done = subprocess.run(
+            [str(COMPOSE), *args], cwd=REPO, env=self.env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, f"compose.sh {' '.join(args)}:\n{done.stderr[-4000:]}"
+        return done.stdout
+
+    def compose(self, *args: str) -> str:
+        return subprocess.run(
+            ["docker-compose", "--project-name", PROJECT, "--env-file", str(self.env_file),
+             "--file", "docker-compose.prod.yml", "--file", "tests/compose/docker-compose.test.yml",
+             *args],
+            cwd=REPO, env=self.env, check=True, capture_output=True, text=True,
+        ).stdout  # fmt: skip
+
+    def container(self, service: str) -> dict:
+        ids = self.compose("ps", "-q", service).split()
+        assert len(ids) == 1, (service, ids)
+        out = subprocess.run(
+            ["docker", "inspect", ids[0]], check=True, capture_output=True, text=True
+        ).stdout
+        return json.loads(out)[0]
+
+    def start(self) -> None:
+        """scripts/compose.sh up, then the test domain at nginx's container for pebble's
+        HTTP-01 check, then wait for the HTTPS server with certbot's certificate."""
+        self.script("up")
+        networks = self.container("nginx")["NetworkSettings"]["Networks"]
+        address = next(iter(networks.values()))["IPAddress"]
+        subprocess.run([str(PEBBLE), "dns", DOMAIN, address], check=True, capture_output=True)
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                if curl("/readyz").status == 200:
+                    return
+            except subprocess.CalledProcessError:
+                pass
+            assert time.monotonic() < deadline, self.compose(
+                "logs", "--tail=40", "certbot", "nginx"
+            )
+            time.sleep(2)
+
+
+class Response:
+    def __init__(self, raw: bytes) -> None:
+        head, _, self.body = raw.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        self.status = int(lines[0].split()[1])
+        self.headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            self.headers[name.strip().lower()] = value.strip()
+
+    def json(self, status: int):
+        assert self.status == status, self.body.decode(errors="replace")[:500]
+        return json.loads(self.body)
+
+
+def curl(path: str, *extra: str, stream: bool = False) -> Response:
+    """One HTTPS request to nginx by the test domain, verified against pebble's root."""
+    cmd = [
+        "curl", "--silent", "--show-error", "--max-time", "60", "--include",
+        "--resolve", f"{DOMAIN}:{HTTPS_PORT}:127.0.0.1",
+        "--cacert", str(PEBBLE_STATE / "issuer-root.pem"),
+        *(["--no-buffer"] if stream else []),
+        f"https://{DOMAIN}:{HTTPS_PORT}{path}", *extra,
+    ]  # fmt: skip
+    return Response(subprocess.run(cmd, check=True, capture_output=True).stdout)
+
+
+def api(method: str, path: str, *, token: str | None = None, body: dict | None = None,
+        form: tuple[str, ...] = ()) -> Response:  # fmt: skip
+    extra = ["-X", method, "-H", "Expect:"]
+    if token:
+        extra += ["-H", f"Authorization: Bearer {token}"]
+    if body is not None:
+        extra += ["-H", "Content-Type: application/json", "--data", json.dumps(body)]
+    for field in form:
+        extra += ["-F", field]
+    return curl(f"/api{path}", *extra)
+
+
+def login(email: str) -> str:
+    return api("POST", "/auth/login", body={"email": email, "password": PASSWORD}).json(200)[
+        "access_token"
+    ]
+
+
+@pytest.fixture(scope="module")
+def anthropic():
+    server = FakeAnthropicServer()
+    server.default = Script(text=ANSWER)
+    server.start(host=BRIDGE_ADDRESS)  # the containers reach the machine on the bridge
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, anthropic):
+    before = firewall()
+    env_file = tmp_path_factory.mktemp("compose") / "knowledgetree.env"
+    env_file.touch(mode=0o600)
+    env_file.write_text(
+        f"KT_DOMAIN={DOMAIN}\n"
+        f"SECRET_KEY={uuid.uuid4().hex}{uuid.uuid4().hex}\n"
+        f"KT_DB_OWNER_PASSWORD=owner/{uuid.uuid4().hex}\n"
+        f"KT_DB_APP_PASSWORD=app@{uuid.uuid4().hex}%\n"
+        "KT_BASE_IMAGE=knowledgetree/debian:trixie\n"
+        f"KT_HTTP_BIND=127.0.0.1:{HTTP_PORT}\n"
+        f"KT_HTTPS_BIND=127.0.0.1:{HTTPS_PORT}\n"
+        f"KT_ACME_SERVER=https://{BRIDGE_ADDRESS}:14000/dir\n"
+        "KT_CERTBOT_RETRY_SECONDS=5\n"
+        "ANTHROPIC_API_KEY=sk-ant-compose-test\n"
+        f"ANTHROPIC_BASE_URL={anthropic.base_url}\n"
+    )
+    subprocess.run([str(DOCKERD), "start"], check=True)
+    stack = Stack(env_file, before)
+    try:
+        pebble = subprocess.run([str(PEBBLE), "start"], capture_output=True, text=True)
+        assert pebble.returncode == 0, pebble.stderr
+        stack.compose("down", "--volumes", "--remove-orphans")  # a clean start
+        stack.start()
+        yield stack
+    finally:
+        try:
+            stack.compose("down", "--volumes", "--remove-orphans")
+        finally:
+            subprocess.run([str(DOCKERD), "stop"], check=True)
+
+
+@pytest.fixture(scope="module")
+def journey(stack, anthropic) -> dict:
+    """A user with a project and a ready document, through nginx over HTTPS."""
+    email = f"compose-{uuid.uuid4().hex[:8]}@example.com"
+    api("POST", "/auth/register", body={"email": email, "password": PASSWORD}).json(202)
+    token = login(email)
+    project = api("POST", "/projects", token=token, body={"name": "Bees"}).json(201)
+    uploaded = api(
+        "POST", f"/projects/{project['id']}/documents", token=token,
+        form=(f"files=@{SAMPLE};type=text/markdown",),
+    ).json(202)  # fmt: skip
+    document_url = f"/projects/{project['id']}/documents/{uploaded[0]['id']}"
+    deadline = time.monotonic() + 300
+    while True:
+        document = api("GET", document_url, token=token).json(200)
+        if document["status"] in ("ready", "failed") or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert (document["status"], document["error"]) == ("ready", None)
+    return {"email": email, "token": token, "project": project["id"], "document": document_url}
+
+
+def read_stream(token: str, body: dict) -> list[tuple[str, dict]]:
+    response = curl(
+        "/api/chat/stream", "-H", f"Authorization: Bearer {token}",
+        "-H", "Content-Type: application/json", "--data", json.dumps(body), stream=True,
+    )  # fmt: skip
+    assert response.status == 200, response.body[:500]
+    assert response.headers["content-type"].startswith("text/event-stream")
+    events, name = [], None
+    for line in response.body.decode().splitlines():
+        if line.startswith("event:"):
+            name = line.partition(":")[2].strip()
+        elif line.startswith("data:") and name:
+            events.append((name, json.loads(line.partition(":")[2])))
+            name = None
+    return events
+
+
+def test_nginx_serves_the_release_over_https_with_the_templates_headers(stack):
+    page = curl("/")
+    assert page.status == 200
+    assert b'name="knowledgetree-release"' in page.body
+    assert page.headers["strict-transport-security"] == "max-age=63072000; includeSubDomains"
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert page.headers["x-frame-options"] == "DENY"
+    plain = subprocess.run(
+        ["curl", "--silent", "--include", f"http://127.0.0.1:{HTTP_PORT}/projects"],
+        check=True, capture_output=True,
+    ).stdout  # fmt: skip
+    assert Response(plain).status == 301
+
+
+def test_a_document_is_ready_and_the_chat_streams_an_answer_with_sources(journey, anthropic):
+    events = read_stream(journey["token"], {"message": QUESTION, "project_id": journey["project"]})
+    names = [name for name, _ in events]
+    assert names[:2] == ["conversation", "sources"], names
+    assert names[-1] == "done", events[-1]
+    sources = dict(events)["sources"]["sources"]
+    assert sources and sources[0]["document_name"] == SAMPLE.name
+    assert "".join(data["text"] for name, data in events if name == "token") == ANSWER
+    assert anthropic.requests, "the app never reached the Anthropic stand-in"
+    journey["conversation"] = dict(events)["conversation"]["conversation_id"]
+
+
+def test_the_containers_run_hardened_and_hold_no_secret(stack):
+    secrets = [
+        line.partition("=")[2]
+        for line in stack.env_file.read_text().splitlines()
+        if line.startswith(("SECRET_KEY=", "KT_DB_OWNER_PASSWORD=", "KT_DB_APP_PASSWORD="))
+    ]
+    for service in ("db", "app", "nginx", "certbot"):
+        info = stack.container(service)
+        assert info["HostConfig"]["ReadonlyRootfs"], service
+        assert "no-new-privileges:true" in info["HostConfig"]["SecurityOpt"], service
+        image = subprocess.run(
+            ["docker", "image", "inspect", info["Image"]],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        history = subprocess.run(
+            ["docker", "history", "--no-trunc", info["Image"]],
+            check=True, capture_output=True, text=True,
+        ).stdout  # fmt: skip
+        for secret in secrets:
+            assert secret not in image and secret not in history, service
+    assert stack.container("app")["Config"]["User"] == "knowledgetree"
+    assert stack.container("db")["Config"]["User"] == "postgres"
+    assert stat.S_IMODE(stack.env_file.stat().st_mode) == 0o600
+
+
+def test_the_data_survives_down_and_up(stack, journey):
+    assert "conversation" in journey, "the chat test did not run"
+    stack.compose("down")
+    stack.start()
+    token = login(journey["email"])
+    assert api("GET", journey["document"], token=token).json(200)["status"] == "ready"
+    saved = api("GET", f"/conversations/{journey['conversation']}", token=token).json(200)
+    assert [m["role"] for m in saved["messages"]] == ["user", "assistant"]
+    assert saved["messages"][1]["content"] == ANSWER
+
+
+def test_dockerd_left_the_firewall_alone(stack):
+    """dockerd runs without its iptables rules: the test hosts' NAT and forwarding stay."""
+    nft, forward = firewall()
+    assert nft == stack.firewall_before[0]
+    assert forward == stack.firewall_before[1]
+    assert "-P FORWARD ACCEPT" in forward
+    ruleset = subprocess.run(["nft", "list", "ruleset"], check=True, capture_output=True, text=True)
+    assert "DOCKER" not in ruleset.stdout
