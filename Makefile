@@ -161,6 +161,8 @@ compose-down: ## Docker Compose: stop and remove the containers (the volumes sta
 	scripts/compose.sh down
 
 test-compose: $(STAMP) ## The compose test: its own dockerd, images, pebble TLS, journey, down/up (root)
+	scripts/compose_dockerd.sh install
+	scripts/testhost.sh network
 	$(BIN)/pytest tests/compose
 
 lock: $(STAMP) ## Regenerate requirements.lock and requirements-dev.lock from pyproject.toml

@@ -3,6 +3,7 @@
 # without touching the machine's firewall: the nspawn test hosts' NAT (nftables table
 # knowledgetree_testhost) and the FORWARD policy stay as they are.
 #
+#   scripts/compose_dockerd.sh install install docker.io and docker-compose (Debian's) if missing
 #   scripts/compose_dockerd.sh start   start dockerd (idempotent) and wait until it answers
 #   scripts/compose_dockerd.sh stop    stop the dockerd this script started
 #   scripts/compose_dockerd.sh status  exit 0 when a daemon answers
@@ -39,6 +40,26 @@ start() {
   die "dockerd did not answer within 60 s; see $LOG"
 }
 
+# Debian's docker.io starts its own daemon on install where a service manager runs, and
+# that daemon rewrites the firewall (see above). policy-rc.d is Debian's switch for "do
+# not start services from package scripts"; it is put in place only for this install.
+install() {
+  local packages=(docker.io docker-compose) missing=() pkg guard=/usr/sbin/policy-rc.d added=
+  for pkg in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+  done
+  ((${#missing[@]})) || return 0
+  if [[ ! -e $guard ]]; then
+    printf '#!/bin/sh\nexit 101\n' >"$guard" && chmod 755 "$guard" && added=1
+  fi
+  local rc=0 apt=(apt-get -o DPkg::Lock::Timeout=600)
+  DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y -q --no-install-recommends "${missing[@]}" \
+    || { "${apt[@]}" update -q && DEBIAN_FRONTEND=noninteractive \
+           "${apt[@]}" install -y -q --no-install-recommends "${missing[@]}"; } || rc=$?
+  [[ -n $added ]] && rm -f "$guard"
+  return "$rc"
+}
+
 stop() {
   running || { rm -f "$PIDFILE"; return 0; }
   local pid
@@ -55,8 +76,9 @@ mkdir -p "$STATE"
 exec 9>>"$STATE/.lock"
 flock 9
 case ${1:-} in
+  install) install ;;
   start) start ;;
   stop) stop ;;
   status) answers ;;
-  *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+  *) echo "usage: $0 install|start|stop|status" >&2; exit 2 ;;
 esac

@@ -11,6 +11,7 @@
 #   scripts/testhost.sh ssh    [NAME] [cmd…] ssh in as root (or as deploy + sudo once hardened)
 #   scripts/testhost.sh status               list hosts, the bridge and the rootfs cache
 #   scripts/testhost.sh rootfs               (re)build the cached root filesystem now
+#   scripts/testhost.sh network              only the bridge kt0 and its NAT (for the compose test)
 #
 # Everything lives outside the repository, in $KT_TESTHOST_STATE
 # (default /var/lib/knowledgetree-testhost):
@@ -51,7 +52,7 @@ log() { printf 'testhost: %s\n' "$*" >&2; }
 die() { printf 'testhost: error: %s\n' "$*" >&2; exit 1; }
 
 usage() {
-  sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'
   exit "${1:-0}"
 }
 
@@ -422,6 +423,12 @@ cmd_rootfs() {
   log "rootfs ready: $ROOTFS"
 }
 
+cmd_network() {
+  require_root
+  ensure_host_packages
+  ensure_network
+}
+
 # Hosts made or removed at once (the infra suite runs in parallel lanes) share the
 # bridge, the rootfs cache and known_hosts: `up`, `down` and `rootfs` take turns.
 one_at_a_time() {
@@ -434,7 +441,7 @@ main() {
   local cmd=${1:-}
   shift || true
   case $cmd in
-    up | down | rootfs) one_at_a_time ;;
+    up | down | rootfs | network) one_at_a_time ;;
   esac
   case $cmd in
     up) cmd_up "$@" ;;
@@ -442,6 +449,7 @@ main() {
     ssh) cmd_ssh "$@" ;;
     status) cmd_status ;;
     rootfs) cmd_rootfs ;;
+    network) cmd_network ;;
     -h | --help | help) usage 0 ;;
     *) usage 2 >&2 ;;
   esac
