@@ -64,6 +64,8 @@ ANSWER = " ".join(f"word{i}" for i in range(120))
 TOKEN_DELAY = 0.5
 # The playbook's stages, as their task names appear in its output.
 GATE_TASK = "Wait for the idle color's /readyz"
+# Starts right after nginx's reload: from the command to this line, the rollback figure.
+SERVING_TASK = "Note when the new color took over"
 DRAIN_TASK = "Drain and stop the old color"
 
 api = kt_target.api
@@ -417,6 +419,7 @@ def switch_under_load(host, playbook: Path, *args: str) -> tuple:
     )  # fmt: skip
     output = []
     streaming = False
+    to_serve = None
     draining = threading.Event()
     assert process.stdout is not None
     for line in process.stdout:
@@ -424,6 +427,8 @@ def switch_under_load(host, playbook: Path, *args: str) -> tuple:
         if GATE_TASK in line and not streaming:
             load.start_streams(until=draining)
             streaming = True
+        if SERVING_TASK in line and to_serve is None:
+            to_serve = round(time.monotonic() - started, 1)
         if DRAIN_TASK in line:
             draining.set()
     draining.set()
@@ -434,17 +439,29 @@ def switch_under_load(host, playbook: Path, *args: str) -> tuple:
     load.finish()
     memory_stop.set()
     sampler.join()
-    return process.returncode, "".join(output), seconds, ended, load, peak_memory(memory)
+    return (
+        process.returncode,
+        "".join(output),
+        seconds,
+        to_serve,
+        ended,
+        load,
+        peak_memory(memory),
+    )
 
 
-def check_switch(name: str, rc: int, output: str, seconds: float, ended: float, load: Load,
-                 memory: dict, host, new_release: str) -> dict:  # fmt: skip
+def check_switch(name: str, rc: int, output: str, seconds: float, to_serve: float | None,
+                 ended: float, load: Load, memory: dict, host,
+                 new_release: str) -> dict:  # fmt: skip
     assert rc == 0, output[-4000:]
     state = live_state(host)
     entry = state["history"][0]
     switched_at = calendar.timegm(time.strptime(entry["serving_at"], "%Y-%m-%dT%H:%M:%SZ"))
     figures = {
         "playbook_seconds": seconds,
+        # From the command (ansible-playbook started) to nginx serving the new colour;
+        # seconds_to_serve is the part from the colour's start (live.json).
+        "seconds_command_to_serve": to_serve,
         "seconds_to_serve": float(entry["seconds_to_serve"]),
         "seconds_to_drain": float(entry["seconds_to_drain"]),
         "requests_sent": load.sent,
