@@ -137,7 +137,9 @@ def admin_key() -> str:
     return SSH_KEY.with_suffix(".pub").read_text().strip()
 
 
-@pytest.fixture(scope="module")
+# Session: torn down at the end of the session, not of this module, because
+# tests/infra/backup/test_restore_onto_a_new_server.py (after it in lane 2) restores onto it.
+@pytest.fixture(scope="session")
 def walk_host():
     """A fresh bare host for the walk-through, with pebble's DNS pointing its domain at it."""
     if os.geteuid() != 0:

@@ -14,11 +14,17 @@ import kt_target
 
 REPO = Path(__file__).resolve().parents[3]
 HERE = Path(__file__).resolve().parent
-INVENTORY = HERE / "inventory"
+# Another pair of hosts (a copy of this inventory with the names, addresses and
+# repository paths changed): KT_BACKUP_INVENTORY, KT_BACKUP_APP_HOST, KT_BACKUP_OFFSITE_HOST.
+INVENTORY = Path(os.environ.get("KT_BACKUP_INVENTORY", HERE / "inventory"))
 TESTHOST_SCRIPT = REPO / "scripts" / "testhost.sh"
-APP_HOST, OFFSITE_HOST = "kt-bk", "kt-bkoff"
+APP_HOST = os.environ.get("KT_BACKUP_APP_HOST", "kt-bk")
+OFFSITE_HOST = os.environ.get("KT_BACKUP_OFFSITE_HOST", "kt-bkoff")
 # Measurements for docs/BENCHMARKS.md (printed with -s, kept with the infra results).
 RESULTS_FILE = kt_target.STATE_DIR / "results" / "backup.jsonl"
+# The drill's users (e-mail, project, conversation, subscription), for the restore onto
+# a new server (test_restore_onto_a_new_server.py), which may run in a later session.
+DRILL_DATA = kt_target.STATE_DIR / "results" / f"backup-drill-{APP_HOST}.json"
 # Provisioning a bare host takes minutes; the drill several more.
 DRILL_TIMEOUT = 3600
 
@@ -48,11 +54,11 @@ class Run:
     seconds: float
 
 
-def playbook(path: str, *args: str) -> Run:
-    """ansible-playbook against the drill's inventory, from the repo root."""
+def playbook(path: str, *args: str, inventory: Path = INVENTORY) -> Run:
+    """ansible-playbook against the drill's inventory (or another), from the repo root."""
     started = time.monotonic()
     proc = subprocess.run(
-        [str(REPO / ".venv" / "bin" / "ansible-playbook"), "-i", str(INVENTORY), path, *args],
+        [str(REPO / ".venv" / "bin" / "ansible-playbook"), "-i", str(inventory), path, *args],
         cwd=REPO, capture_output=True, text=True, check=False,
         env={**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible" / "ansible.cfg"),
              "ANSIBLE_NOCOLOR": "1", "PATH": f"{REPO / '.venv' / 'bin'}:{os.environ['PATH']}"},

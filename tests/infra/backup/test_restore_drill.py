@@ -26,6 +26,7 @@ import pytest
 
 from backup.backup_drill import (
     APP_HOST,
+    DRILL_DATA,
     OFFSITE_HOST,
     Appliance,
     inventory_vars,
@@ -87,27 +88,25 @@ def make_user_with_data(appliance: Appliance) -> dict:
     return {"email": email, "project": project["id"], "conversation": answer["conversation_id"]}
 
 
-def row_counts() -> dict[str, int]:
+def row_counts(host: str = APP_HOST) -> dict[str, int]:
     """Exact row counts of every table of the app database."""
     sql = (
         "SELECT string_agg(format('SELECT %L, count(*) FROM public.%I', tablename, tablename),"
         " ' UNION ALL ') FROM pg_tables WHERE schemaname = 'public'"
     )
-    union = on_host(
-        APP_HOST, f'runuser -u postgres -- psql -d {DATABASE} -tAc "{sql}"'
-    ).stdout.strip()
+    union = on_host(host, f'runuser -u postgres -- psql -d {DATABASE} -tAc "{sql}"').stdout.strip()
     assert union, "no tables in the app database"
     out = on_host(
-        APP_HOST, f"runuser -u postgres -- psql -d {DATABASE} -tA -F ' ' -c \"{union}\""
+        host, f"runuser -u postgres -- psql -d {DATABASE} -tA -F ' ' -c \"{union}\""
     ).stdout
     return {
         table: int(n) for table, n in (line.split() for line in out.splitlines() if line.strip())
     }
 
 
-def upload_checksums() -> dict[str, str]:
+def upload_checksums(host: str = APP_HOST) -> dict[str, str]:
     out = on_host(
-        APP_HOST, "cd /var/lib/knowledgetree && find uploads -type f -exec sha256sum {} +"
+        host, "cd /var/lib/knowledgetree && find uploads -type f -exec sha256sum {} +"
     ).stdout
     return {path: digest for digest, path in (line.split(maxsplit=1) for line in out.splitlines())}
 
@@ -120,9 +119,38 @@ def metrics() -> dict[str, float]:
     }
 
 
+def add_subscription(email: str) -> str:
+    """A paid subscription row for the user, as the Stripe webhook would store it. (The
+    drill's inventory has billing off: no Stripe to send the webhook; the rows are what
+    must survive.)"""
+    sub = f"sub_drill{uuid.uuid4().hex[:12]}"
+    sql = (
+        "INSERT INTO billing_customers (user_id, stripe_customer_id)"
+        f" SELECT id, 'cus_drill{sub[9:]}' FROM users WHERE email = '{email}';"
+        " INSERT INTO subscriptions (id, user_id, plan, price_id, status, current_period_start,"
+        " current_period_end, stripe_created_at)"
+        f" SELECT '{sub}', id, 'pro', 'price_drill_pro', 'active', now(),"
+        f" now() + interval '30 days', now() FROM users WHERE email = '{email}'"
+    )
+    on_host(APP_HOST, f'runuser -u postgres -- psql -d {DATABASE} -v ON_ERROR_STOP=1 -c "{sql}"')
+    return sub
+
+
+def subscription_of(host: str, email: str) -> str:
+    """'<id> <plan> <status>' of the user's subscription ('' when there is none)."""
+    sql = (
+        "SELECT s.id || ' ' || s.plan || ' ' || s.status FROM subscriptions s"
+        f" JOIN users u ON u.id = s.user_id WHERE u.email = '{email}'"
+    )
+    return on_host(host, f'runuser -u postgres -- psql -d {DATABASE} -tAc "{sql}"').stdout.strip()
+
+
 @pytest.fixture(scope="module")
 def drill(appliance: Appliance) -> dict:
     users = [make_user_with_data(appliance) for _ in range(2)]
+    users[0]["subscription"] = add_subscription(users[0]["email"])
+    DRILL_DATA.parent.mkdir(parents=True, exist_ok=True)
+    DRILL_DATA.write_text(json.dumps(users))
     return {"users": users}
 
 
@@ -161,6 +189,7 @@ def test_backup_to_local_and_offsite(appliance: Appliance, drill: dict):
     drill["counts"] = row_counts()
     drill["checksums"] = upload_checksums()
     assert drill["counts"]["users"] >= 3 and drill["checksums"]
+    assert drill["counts"]["subscriptions"] >= 1
 
 
 def test_restore_refuses_a_database_with_tables(drill: dict):
@@ -184,6 +213,9 @@ def test_restore_from_offsite_after_losing_database_uploads_and_local_repository
 
     assert row_counts() == drill["counts"]
     assert upload_checksums() == drill["checksums"]
+    subscriber = drill["users"][0]
+    expected = f"{subscriber['subscription']} pro active"
+    assert subscription_of(APP_HOST, subscriber["email"]) == expected
     for user in drill["users"]:
         token = sign_in(appliance, user["email"])
         saved = ok_json(
