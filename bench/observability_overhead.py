@@ -11,15 +11,35 @@ about a microsecond each). Target: at most 1 ms added at p95 (docs/BENCHMARKS.md
 
     .venv/bin/python bench/observability_overhead.py [--requests 400] [--chats 100]
 
+``--callgrind N``: instead, the chat's first token by instruction count, which the load
+of the machine does not move (wall-clock figures of one run swing by ±15 ms). Each app
+(on, then off) runs in-process under ``valgrind --tool=callgrind`` with instrumentation
+off, and is driven straight through ASGI; instrumentation is switched on when a chat
+request is handed to the app and off when the first `token` event leaves it, so the
+count is exactly the path to the first token (every thread: the model's HTTP client,
+Sentry's); each chat's count is dumped on its own, the median is reported, and each
+window starts after a pause and a garbage collection (else what the previous answer left
+running, or a collection, falls into one window or another). The request asks without a project:
+retrieval is the same code in both apps, and ONNX Runtime's spinning worker threads would
+make the count wander. To turn the difference into milliseconds, the same two apps then
+run natively (no valgrind) and the CPU time of the same windows gives this machine's
+instructions per millisecond.
+
 Prints a JSON summary on the last line.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import ctypes
+import gc
 import json
+import os
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -67,6 +87,206 @@ def start_bare_app(stack: ChatStack) -> tuple[subprocess.Popen, str]:
     raise RuntimeError("the bare app did not become ready")
 
 
+# --- instruction count of the chat's path to its first token (callgrind) ------------------
+# Callgrind's client requests, from C (Python cannot issue them itself).
+_CALLGRIND_HELPER = r"""
+#include <valgrind/callgrind.h>
+void kt_start(void) { CALLGRIND_START_INSTRUMENTATION; }
+void kt_stop(void) { CALLGRIND_STOP_INSTRUMENTATION; CALLGRIND_DUMP_STATS; }
+"""
+
+
+def build_callgrind_helper(folder: Path) -> Path:
+    source, library = folder / "kt_callgrind.c", folder / "kt_callgrind.so"
+    source.write_text(_CALLGRIND_HELPER)
+    subprocess.run(["cc", "-O2", "-shared", "-fPIC", "-o", library, source], check=True)
+    return library
+
+
+def _asgi_chat(headers: dict[str, str], body: bytes) -> dict:
+    raw = [(name.lower().encode(), value.encode()) for name, value in headers.items()]
+    raw += [
+        (b"host", b"127.0.0.1"),
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/api/chat/stream",
+        "raw_path": b"/api/chat/stream",
+        "query_string": b"",
+        "root_path": "",
+        "headers": raw,
+        "client": ("127.0.0.1", 40000),
+        "server": ("127.0.0.1", 80),
+    }
+
+
+async def _chat_to_first_token(app, helper, headers: dict[str, str], body: bytes) -> float:
+    """One chat through the app's ASGI interface, counted up to its first `token` event;
+    the rest of the answer (saving it) runs uncounted and is awaited, so the next chat
+    starts on an idle process. Returns the process's CPU seconds in the counted window."""
+    ended = asyncio.Event()
+    state: dict = {"asked": False, "counted": False}
+
+    async def receive() -> dict:
+        if not state["asked"]:
+            state["asked"] = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await ended.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        if message["type"] == "http.response.start" and message["status"] != 200:
+            raise RuntimeError(f"the chat answered {message['status']}")
+        if message["type"] != "http.response.body":
+            return
+        if not state["counted"] and b"event: token" in message.get("body", b""):
+            state["cpu"] = time.process_time() - started
+            if helper is not None:
+                helper.kt_stop()
+            state["counted"] = True
+        if not message.get("more_body", False):
+            ended.set()
+
+    if helper is not None:
+        helper.kt_start()
+    started = time.process_time()
+    await app(_asgi_chat(headers, body), receive, send)
+    if not state["counted"]:
+        raise RuntimeError("the stream ended without a token")
+    return state["cpu"]
+
+
+def callgrind_worker(variant: str, chats: int, warmup: int, helper_path: str | None) -> None:
+    """One app in-process, ``chats`` counted: under callgrind (``helper_path``: the client
+    requests) or natively (None: only the CPU time of the windows), printed as JSON."""
+    if variant == "on":
+        from app.main import create_app
+    else:
+        from bench._bare_app import create_app
+    helper = ctypes.CDLL(helper_path) if helper_path else None
+    app = create_app()
+    headers = json.loads(os.environ["KT_BENCH_HEADERS"])
+    body = json.dumps({"message": "What is the refund policy?"}).encode()
+
+    async def run() -> list[float]:
+        async with app.router.lifespan_context(app):
+            # Start-up work in the background (the embedding model) done before counting.
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+                for _ in range(1200):
+                    if (await client.get("/readyz")).status_code == 200:
+                        break
+                    await asyncio.sleep(0.5)
+            for _ in range(warmup):
+                await _chat_to_first_token(app, None, headers, body)
+            cpu = []
+            for _ in range(chats):
+                # Each window starts alike: what the last answer left running has finished
+                # and the garbage collector has nothing pending.
+                await asyncio.sleep(0.5)
+                gc.collect()
+                cpu.append(await _chat_to_first_token(app, helper, headers, body))
+            return cpu
+
+    cpu = asyncio.run(run())
+    print(json.dumps({"cpu_ms": [round(seconds * 1000, 3) for seconds in cpu]}))
+
+
+def _callgrind_counts(out_file: Path) -> list[int]:
+    """The instructions of each counted chat: the ``totals:`` of each dump (``out.N``; the
+    file written at exit holds nothing counted). ``summary:`` stays 0 when
+    instrumentation starts off."""
+    counts = []
+    for part in sorted(out_file.parent.glob(f"{out_file.name}.*")):
+        for line in part.read_text().splitlines():
+            if line.startswith("totals:"):
+                counts.append(int(line.split()[1]))
+    return counts
+
+
+def _worker(stack: ChatStack, variant: str, env: dict[str, str], args: argparse.Namespace,
+            chats: int, valgrind: list[str], helper: Path | None) -> list[float]:  # fmt: skip
+    # A fresh login each time: an access token lasts 15 min, a run under valgrind longer.
+    env = {**env, "KT_BENCH_HEADERS": json.dumps(stack.login())}
+    out = subprocess.run(
+        [
+            *valgrind, sys.executable, __file__, "--callgrind-worker", variant,
+            "--chats", str(chats), "--warmup", str(args.warmup),
+            *(["--helper", str(helper)] if helper else []),
+        ],
+        cwd=ROOT, env=env, check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    return json.loads(out.stdout.strip().splitlines()[-1])["cpu_ms"]
+
+
+def run_callgrind(args: argparse.Namespace) -> dict:
+    """Both apps under callgrind, then natively, one after the other, on one stack."""
+    load_before = os.getloadavg()
+    with (
+        tempfile.TemporaryDirectory(prefix="kt-callgrind-") as folder,
+        SentryStandIn() as sentry,
+        ChatStack(
+            first_token_delay=0.0,
+            text="Answer [1] " * 5,
+            app_env={"LOG_LEVEL": "INFO", "DEFAULT_PLAN": "enterprise"},
+        ) as stack,
+    ):
+        helper = build_callgrind_helper(Path(folder))
+        common = {
+            **stack.env,
+            # No retrieval here: no switch to the ONNX encoder in the background either.
+            "QUERY_EMBEDDING_BACKEND": "torch",
+        }
+        common.pop("SENTRY_DSN", None)
+        envs = {"on": {**common, "SENTRY_DSN": sentry.dsn}, "off": common}
+        instructions: dict[str, float] = {}
+        counted: dict[str, list[int]] = {}
+        native_ms: dict[str, float] = {}
+        for variant in ("on", "off"):
+            out = Path(folder) / f"callgrind.{variant}"
+            valgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no"]
+            _worker(
+                stack, variant, envs[variant], args, args.callgrind,
+                [*valgrind, f"--callgrind-out-file={out}"], helper,
+            )  # fmt: skip
+            counts = _callgrind_counts(out)
+            if len(counts) != args.callgrind:
+                raise RuntimeError(f"{len(counts)} callgrind dumps for {args.callgrind} chats")
+            instructions[variant] = statistics.median(counts)
+            counted[variant] = counts
+        for variant in ("on", "off"):
+            cpu = _worker(stack, variant, envs[variant], args, args.native_chats, [], None)
+            native_ms[variant] = statistics.median(cpu)
+    # Instructions per ms of CPU on this machine, from the same windows run natively.
+    per_ms = {variant: instructions[variant] / native_ms[variant] for variant in instructions}
+    rate = statistics.mean(per_ms.values())
+    added = instructions["on"] - instructions["off"]
+    return {
+        "benchmark": "observability_overhead_callgrind",
+        "chats_per_app": args.callgrind,
+        "instructions_to_first_token_median": {k: round(v) for k, v in instructions.items()},
+        # The counts fall in two groups about 7 Mi apart in both apps: the mean and the
+        # smallest show whether the median moved between them.
+        "instructions_to_first_token_mean": {
+            k: round(statistics.mean(v)) for k, v in counted.items()
+        },
+        "instructions_to_first_token_min": {k: min(v) for k, v in counted.items()},
+        "instructions_per_chat": counted,
+        "added_instructions": round(added),
+        "added_percent": round(100 * added / instructions["off"], 1),
+        "native_cpu_ms_to_first_token_median": {k: round(v, 3) for k, v in native_ms.items()},
+        "instructions_per_ms": {k: round(v) for k, v in per_ms.items()},
+        "added_ms_equivalent": round(added / rate, 3),
+        "load_average": [load_before, os.getloadavg()],
+    }
+
+
 def summary(values: list[float]) -> dict[str, float]:
     return {"p50": round(percentile(values, 0.5), 2), "p95": round(percentile(values, 0.95), 2)}
 
@@ -79,7 +299,23 @@ def main() -> None:
     parser.add_argument(
         "--without-sentry", action="store_true", help="'on' without Sentry: the middleware alone"
     )
+    parser.add_argument(
+        "--callgrind", type=int, metavar="N", help="count N chats' instructions to the first token"
+    )
+    parser.add_argument(
+        "--native-chats", type=int, default=200, help="with --callgrind: chats timed natively"
+    )
+    parser.add_argument("--callgrind-worker", choices=("on", "off"), help=argparse.SUPPRESS)
+    parser.add_argument("--helper", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.callgrind_worker:
+        callgrind_worker(args.callgrind_worker, args.chats, args.warmup, args.helper)
+        return
+    if args.callgrind:
+        result = run_callgrind(args)
+        print(json.dumps(result, indent=2))
+        print(json.dumps(result))
+        return
 
     with (
         SentryStandIn() as sentry,
