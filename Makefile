@@ -66,7 +66,7 @@ test-frontend: $(STAMP) $(NODE_STAMP) $(E2E_STAMP) ## Vitest component tests, th
 	cd frontend && npx vitest run
 	cd tests/e2e && npx playwright test
 
-test-infra: $(STAMP) $(E2E_STAMP) ## The infra suites on real test hosts, in two lanes at once (scripts/test_infra.sh)
+test-infra: $(STAMP) $(E2E_STAMP) ## The infra suites on real test hosts and the compose path, in three lanes at once (scripts/test_infra.sh)
 	scripts/test_infra.sh
 
 lint: $(STAMP) ## ruff, yamllint, ansible-lint (production profile)
