@@ -10,6 +10,9 @@ import pytest
 from conftest import record_result, run_playbook, ssh_attempt
 
 LYNIS_TARGET = 85
+# `systemd-analyze security` of the app unit as measured on the test host (docs/SECURITY.md):
+# a change that loosens its sandbox raises the score and fails the test below.
+APP_UNIT_EXPOSURE = 1.3
 
 
 @pytest.fixture(scope="module")
@@ -214,6 +217,35 @@ def test_sensitive_file_permissions(host, path, mode, group):
         assert f.user == "root"
         assert f.group == group
         assert f.mode == mode
+
+
+@pytest.mark.parametrize("color", ["blue", "green"])
+def test_app_unit_exposure_stays_at_the_measured_level(host, color):
+    unit = f"knowledgetree@{color}.service"
+    with host.sudo():
+        report = host.check_output(f"systemd-analyze security --no-pager {unit}")
+    match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", report)
+    assert match, report[-1000:]
+    exposed = [line for line in report.splitlines() if line.lstrip().startswith("✗")]
+    assert float(match.group(1)) <= APP_UNIT_EXPOSURE, "\n".join(exposed)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "postgresql.conf",
+        "pg_ctl.conf",
+        "pg_ident.conf",
+        "start.conf",
+        "pg_hba.conf",
+        "conf.d/knowledgetree.conf",
+    ],
+)
+def test_postgres_configuration_is_readable_by_postgres_only(host, name):
+    """Debian makes these world-readable (Lynis flags it); the postgres role does not."""
+    with host.sudo():
+        f = host.file(f"/etc/postgresql/17/main/{name}")
+        assert (f.user, f.group, f.mode) == ("postgres", "postgres", 0o640)
 
 
 def test_lynis_hardening_index(host):
