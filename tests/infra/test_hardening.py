@@ -239,6 +239,7 @@ def test_app_unit_exposure_stays_at_the_measured_level(host, color):
         "start.conf",
         "pg_hba.conf",
         "conf.d/knowledgetree.conf",
+        "conf.d/pitr.conf",  # roles/pgbackrest's drop-in
     ],
 )
 def test_postgres_configuration_is_readable_by_postgres_only(host, name):
