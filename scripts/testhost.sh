@@ -269,8 +269,14 @@ wait_for_boot() {
     sleep 0.5
     init=$(guest_init_pid "$name") || init=""
   done
-  state=$(timeout "$BOOT_TIMEOUT" nsenter --target "$init" --all \
-    systemctl is-system-running --wait 2>/dev/null || true)
+  # Just after the guest's init starts, systemd may not answer yet: is-system-running then
+  # says "offline" at once instead of waiting (seen under load). Ask again until it answers.
+  while :; do
+    state=$(timeout "$BOOT_TIMEOUT" nsenter --target "$init" --all \
+      systemctl is-system-running --wait 2>/dev/null || true)
+    [[ -z $state || $state == offline ]] && ((SECONDS < deadline)) || break
+    sleep 0.5
+  done
   case $state in
     running) ;;
     degraded)

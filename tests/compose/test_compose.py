@@ -62,7 +62,12 @@ MISSING = missing_requirement()
 # skip would hide a broken set-up: KT_COMPOSE_REQUIRED=1 turns it into a failure.
 if MISSING and os.environ.get("KT_COMPOSE_REQUIRED") == "1":
     raise RuntimeError(f"the compose test cannot run: {MISSING}")
-pytestmark = pytest.mark.skipif(MISSING is not None, reason=str(MISSING))
+pytestmark = [
+    pytest.mark.skipif(MISSING is not None, reason=str(MISSING)),
+    # The first fixture builds the images: on a new machine about 10-20 min (Debian's
+    # torch), far over the suite's default 300 s per test.
+    pytest.mark.timeout(2700),
+]
 
 
 def firewall() -> tuple[str, str]:
