@@ -45,7 +45,12 @@ wait_for_port() {  # port seconds
 }
 
 require_bridge() {
-  ip -4 -o addr show | grep -q " inet $BRIDGE_ADDRESS/" \
+  # Read the whole list first: `ip … | grep -q` fails under pipefail whenever grep stops
+  # before ip has written everything (SIGPIPE), i.e. when kt0 is not the last interface
+  # (Docker's docker0 comes after it).
+  local addresses
+  addresses=$(ip -4 -o addr show)
+  [[ $addresses == *" inet $BRIDGE_ADDRESS/"* ]] \
     || die "no interface has $BRIDGE_ADDRESS: create the test bridge first (scripts/testhost.sh up ...)"
 }
 
