@@ -27,6 +27,8 @@ from pathlib import Path
 import pytest
 
 from tests.fakes.anthropic_server import FakeAnthropicServer, Script
+from tests.infra import kt_target
+from tests.infra.kt_target import Response, ok_json
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "scripts" / "compose.sh"
@@ -137,47 +139,22 @@ class Stack:
             time.sleep(2)
 
 
-class Response:
-    def __init__(self, raw: bytes) -> None:
-        head, _, self.body = raw.partition(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        self.status = int(lines[0].split()[1])
-        self.headers = {}
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            self.headers[name.strip().lower()] = value.strip()
-
-    def json(self, status: int):
-        assert self.status == status, self.body.decode(errors="replace")[:500]
-        return json.loads(self.body)
+# The compose nginx by the test domain on loopback, through the infra suite's curl helpers.
+SITE = (DOMAIN, "127.0.0.1")
 
 
 def curl(path: str, *extra: str, stream: bool = False) -> Response:
     """One HTTPS request to nginx by the test domain, verified against pebble's root."""
-    cmd = [
-        "curl", "--silent", "--show-error", "--max-time", "60", "--include",
-        "--resolve", f"{DOMAIN}:{HTTPS_PORT}:127.0.0.1",
-        "--cacert", str(PEBBLE_STATE / "issuer-root.pem"),
-        *(["--no-buffer"] if stream else []),
-        f"https://{DOMAIN}:{HTTPS_PORT}{path}", *extra,
-    ]  # fmt: skip
-    return Response(subprocess.run(cmd, check=True, capture_output=True).stdout)
+    options = ("--no-buffer", *extra) if stream else extra
+    return kt_target.curl(path, extra=options, site=SITE, port=HTTPS_PORT, max_time=60)
 
 
-def api(method: str, path: str, *, token: str | None = None, body: dict | None = None,
-        form: tuple[str, ...] = ()) -> Response:  # fmt: skip
-    extra = ["-X", method, "-H", "Expect:"]
-    if token:
-        extra += ["-H", f"Authorization: Bearer {token}"]
-    if body is not None:
-        extra += ["-H", "Content-Type: application/json", "--data", json.dumps(body)]
-    for field in form:
-        extra += ["-F", field]
-    return curl(f"/api{path}", *extra)
+def api(method: str, path: str, **kwargs) -> Response:
+    return kt_target.api(method, path, site=SITE, port=HTTPS_PORT, max_time=60, **kwargs)
 
 
 def login(email: str) -> str:
-    return api("POST", "/auth/login", body={"email": email, "password": PASSWORD}).json(200)[
+    return ok_json(api("POST", "/auth/login", body={"email": email, "password": PASSWORD}), 200)[
         "access_token"
     ]
 
@@ -228,17 +205,17 @@ def stack(tmp_path_factory, anthropic):
 def journey(stack, anthropic) -> dict:
     """A user with a project and a ready document, through nginx over HTTPS."""
     email = f"compose-{uuid.uuid4().hex[:8]}@example.com"
-    api("POST", "/auth/register", body={"email": email, "password": PASSWORD}).json(202)
+    ok_json(api("POST", "/auth/register", body={"email": email, "password": PASSWORD}), 202)
     token = login(email)
-    project = api("POST", "/projects", token=token, body={"name": "Bees"}).json(201)
-    uploaded = api(
+    project = ok_json(api("POST", "/projects", token=token, body={"name": "Bees"}), 201)
+    uploaded = ok_json(api(
         "POST", f"/projects/{project['id']}/documents", token=token,
         form=(f"files=@{SAMPLE};type=text/markdown",),
-    ).json(202)  # fmt: skip
+    ), 202)  # fmt: skip
     document_url = f"/projects/{project['id']}/documents/{uploaded[0]['id']}"
     deadline = time.monotonic() + 300
     while True:
-        document = api("GET", document_url, token=token).json(200)
+        document = ok_json(api("GET", document_url, token=token), 200)
         if document["status"] in ("ready", "failed") or time.monotonic() > deadline:
             break
         time.sleep(1)
@@ -253,14 +230,7 @@ def read_stream(token: str, body: dict) -> list[tuple[str, dict]]:
     )  # fmt: skip
     assert response.status == 200, response.body[:500]
     assert response.headers["content-type"].startswith("text/event-stream")
-    events, name = [], None
-    for line in response.body.decode().splitlines():
-        if line.startswith("event:"):
-            name = line.partition(":")[2].strip()
-        elif line.startswith("data:") and name:
-            events.append((name, json.loads(line.partition(":")[2])))
-            name = None
-    return events
+    return kt_target.sse_events(response.body.decode())
 
 
 def test_nginx_serves_the_release_over_https_with_the_templates_headers(stack):
@@ -270,11 +240,8 @@ def test_nginx_serves_the_release_over_https_with_the_templates_headers(stack):
     assert page.headers["strict-transport-security"] == "max-age=63072000; includeSubDomains"
     assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
     assert page.headers["x-frame-options"] == "DENY"
-    plain = subprocess.run(
-        ["curl", "--silent", "--include", f"http://127.0.0.1:{HTTP_PORT}/projects"],
-        check=True, capture_output=True,
-    ).stdout  # fmt: skip
-    assert Response(plain).status == 301
+    plain = kt_target.curl("/projects", scheme="http", site=SITE, port=HTTP_PORT)
+    assert plain.status == 301
 
 
 def test_a_document_is_ready_and_the_chat_streams_an_answer_with_sources(journey, anthropic):
@@ -321,8 +288,8 @@ def test_the_data_survives_down_and_up(stack, journey):
     stack.compose("down")
     stack.start()
     token = login(journey["email"])
-    assert api("GET", journey["document"], token=token).json(200)["status"] == "ready"
-    saved = api("GET", f"/conversations/{journey['conversation']}", token=token).json(200)
+    assert ok_json(api("GET", journey["document"], token=token), 200)["status"] == "ready"
+    saved = ok_json(api("GET", f"/conversations/{journey['conversation']}", token=token), 200)
     assert [m["role"] for m in saved["messages"]] == ["user", "assistant"]
     assert saved["messages"][1]["content"] == ANSWER
 

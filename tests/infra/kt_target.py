@@ -58,19 +58,23 @@ def curl(
     extra: tuple[str, ...] = (),
     site: tuple[str, str] | None = None,
     stdin: bytes | None = None,
+    port: int | None = None,
+    max_time: int = 30,
 ) -> Response:
     """One request to the test host by its domain name, verified against pebble's root.
 
     ``site``: (domain, address) of another test host than the inventory's; ``stdin``: what
-    curl reads for ``--data-binary @-``.
+    curl reads for ``--data-binary @-``; ``port``: another than the scheme's own (the
+    compose test's nginx listens on loopback high ports).
     """
     name, ip = site or (domain(), address())
-    port = 443 if scheme == "https" else 80
+    port = port or (443 if scheme == "https" else 80)
+    port_part = "" if port in (80, 443) else f":{port}"
     cmd = [
-        "curl", "--silent", "--show-error", "--max-time", "30", "--include",
+        "curl", "--silent", "--show-error", "--max-time", str(max_time), "--include",
         "--resolve", f"{name}:{port}:{ip}",
         "--cacert", str(PEBBLE_ISSUER_ROOT),
-        f"{scheme}://{name}{url_path}", *extra,
+        f"{scheme}://{name}{port_part}{url_path}", *extra,
     ]  # fmt: skip
     raw = subprocess.run(cmd, check=True, capture_output=True, input=stdin).stdout
     head, _, body = raw.partition(b"\r\n\r\n")
@@ -91,8 +95,10 @@ def api(
     body: dict | None = None,
     form: tuple[str, ...] = (),
     site: tuple[str, str] | None = None,
+    **curl_options,
 ) -> Response:
-    """A request to the app's API (/api + path) through nginx, as a browser would send it."""
+    """A request to the app's API (/api + path) through nginx, as a browser would send it
+    (``curl_options``: ``port``, ``max_time``, as for `curl`)."""
     extra = ["-X", method, "-H", "Expect:"]  # no 100-continue in the parsed head
     if token:
         extra += ["-H", f"Authorization: Bearer {token}"]
@@ -100,7 +106,19 @@ def api(
         extra += ["-H", "Content-Type: application/json", "--data", json.dumps(body)]
     for field in form:
         extra += ["-F", field]
-    return curl(f"/api{path}", extra=tuple(extra), site=site)
+    return curl(f"/api{path}", extra=tuple(extra), site=site, **curl_options)
+
+
+def sse_events(text: str) -> list[tuple[str, dict]]:
+    """The (event, data) pairs of a server-sent event stream, in order."""
+    events, name = [], None
+    for line in text.splitlines():
+        if line.startswith("event:"):
+            name = line.partition(":")[2].strip()
+        elif line.startswith("data:") and name:
+            events.append((name, json.loads(line.partition(":")[2])))
+            name = None
+    return events
 
 
 def ok_json(response: Response, status: int):

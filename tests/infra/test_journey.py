@@ -78,14 +78,7 @@ def read_stream(token: str, body: dict) -> list[tuple[str, dict]]:
         "--data", json.dumps(body), f"https://{kt_target.domain()}/api/chat/stream",
     ]  # fmt: skip
     raw = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    events, name = [], None
-    for line in raw.splitlines():
-        if line.startswith("event:"):
-            name = line.partition(":")[2].strip()
-        elif line.startswith("data:") and name:
-            events.append((name, json.loads(line.partition(":")[2])))
-            name = None
-    return events
+    return kt_target.sse_events(raw)
 
 
 def test_the_chat_streams_a_cited_answer_that_is_saved(token: str, project_id: str):
