@@ -47,6 +47,28 @@ async def _start_query_path(app: FastAPI) -> None:
     start_query_path(app.state.settings)
 
 
+async def _import_sdks_later(app: FastAPI) -> None:
+    """Import the Anthropic and Stripe SDKs (if configured) in a background thread once the
+    query path has settled: seconds on a loaded host that no longer delay /readyz (a
+    rollback waits for it), nor the first question on the event loop."""
+    import threading
+
+    from app.services.billing import import_stripe_sdk
+    from app.services.embeddings import query_path
+    from app.services.llm.factory import import_chat_sdk
+
+    settings = app.state.settings
+
+    def run() -> None:
+        path = query_path(settings)
+        if path is not None:
+            path.settled.wait()
+        import_chat_sdk(settings)
+        import_stripe_sdk(settings)
+
+    threading.Thread(target=run, name="sdk-import", daemon=True).start()
+
+
 async def _sweep_partial_uploads(app: FastAPI) -> None:
     import asyncio
     import logging
@@ -61,6 +83,7 @@ async def _sweep_partial_uploads(app: FastAPI) -> None:
 STARTUP_HOOKS: list[LifecycleHook] = [
     _sweep_partial_uploads,
     _start_query_path,
+    _import_sdks_later,
     _start_ingest_worker,
 ]
 

@@ -469,3 +469,20 @@ async def test_unhandled_event_types_are_acknowledged(billing_client, stripe_fak
     }
     response = await deliver(event)
     assert response.status_code == 200 and response.json()["outcome"] == "ignored"
+
+
+async def test_an_event_about_a_subscription_stripe_does_not_know_is_ignored(
+    billing_client, deliver, db_session
+):
+    """Stripe answers 404 for the subscription (deleted, or another account's): the event
+    is recorded and acknowledged, so Stripe stops delivering it."""
+    event = {
+        "id": "evt_unknown_subscription",
+        "object": "event",
+        "type": "customer.subscription.updated",
+        "created": int(time.time()),
+        "data": {"object": {"id": "sub_nobody", "object": "subscription"}},
+    }
+    response = await deliver(event)
+    assert response.status_code == 200 and response.json()["outcome"] == "ignored"
+    assert await count(db_session, StripeEvent) == 1
