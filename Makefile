@@ -154,13 +154,13 @@ testhost-down: ## Destroy the test host
 compose-up: $(STAMP) ## Docker Compose: build the release and images, start, wait until healthy
 	scripts/compose.sh up
 
-compose-update: $(STAMP) ## Docker Compose: the new release's app beside the old one, switch when healthy
+compose-update: $(STAMP) ## Docker Compose: the new release's app beside the old one, nginx switched once it is healthy, the old one drained
 	scripts/compose.sh update
 
 compose-down: ## Docker Compose: stop and remove the containers (the volumes stay)
 	scripts/compose.sh down
 
-test-compose: $(STAMP) ## The compose test: its own dockerd, images, pebble TLS, journey, down/up (root)
+test-compose: $(STAMP) ## The compose test: its own dockerd, images, pebble TLS, journey, down/up, update under load (root)
 	scripts/compose_dockerd.sh install
 	scripts/testhost.sh network
 	$(BIN)/pytest tests/compose

@@ -5,8 +5,10 @@
 #   scripts/compose.sh up       build the release and the images, start everything, wait
 #                               until the app and nginx are healthy
 #   scripts/compose.sh update   build the new release's images, migrate, start the new app
-#                               container beside the old one, switch nginx once it is
-#                               healthy, then stop the old one (draining its streams)
+#                               container beside the old one, switch nginx to it once it
+#                               is healthy, stop the old one (draining its streams), then
+#                               publish the browser app (nginx is not restarted); nothing
+#                               happens to a container that runs the release already
 #   scripts/compose.sh down     stop and remove the containers (the volumes stay)
 #   scripts/compose.sh ps|logs  what docker-compose shows
 #   scripts/compose.sh knowledgetree ARGS...
@@ -16,6 +18,8 @@
 # KT_COMPOSE_ENV: the env file (default compose/knowledgetree.env, mode 0600).
 # KT_COMPOSE_PROJECT: the compose project name (default knowledgetree).
 # KT_COMPOSE_FILES: compose files, colon-separated (default docker-compose.prod.yml).
+# KT_COMPOSE_RELEASE: a release folder built before (build/releases/NAME) instead of
+# building the working tree's (e.g. back to the previous release).
 # KT_BASE_IMAGE=knowledgetree/debian:trixie: the base image made from the test hosts'
 # root filesystem (scripts/testhost.sh rootfs) where no registry is reachable.
 set -euo pipefail
@@ -67,11 +71,16 @@ ensure_base() {
   rm -f "$copy"
 }
 
-# The release of scripts/build_release.sh, copied into the build context (.dockerignore
-# lets only this folder of build/ in; build/release is a symlink docker cannot follow).
+# The release (scripts/build_release.sh's, or KT_COMPOSE_RELEASE), copied into the build
+# context (.dockerignore lets only this folder of build/ in; build/release is a symlink
+# docker cannot follow).
 stage_release() {
-  local release
-  release=$("$repo/scripts/build_release.sh")
+  local release=${KT_COMPOSE_RELEASE:-}
+  if [[ -n $release ]]; then
+    [[ -f $release/RELEASE ]] || die "KT_COMPOSE_RELEASE=$release is not a release folder of scripts/build_release.sh"
+  else
+    release=$("$repo/scripts/build_release.sh")
+  fi
   [[ -d $release/dist ]] || die "$release has no dist/ (the frontend): install Node.js 20 and build again"
   mkdir -p "$repo/build/compose"
   exec 8>>"$repo/build/compose/.lock"
@@ -118,22 +127,37 @@ cmd_up() {
   log "up: https://$(sed -n 's/^KT_DOMAIN=//p' "$env_file" | tail -n1)/ (HTTPS once certbot has the certificate)"
 }
 
-cmd_update() {
-  check_env_file
-  build
-  compose up --detach --no-deps db >&2
-  wait_healthy db 120
-  # Expand-only migrations, as the Ansible deploy: the old app keeps working meanwhile.
-  compose run --rm migrate >&2
-  local old new id
-  old=$(compose ps -q app)
-  [[ -n $old ]] || { cmd_up; return; }
-  compose up --detach --no-deps --no-recreate --scale app=2 app >&2
-  new=
+# Point nginx at one app container (a name on the compose network) or `app` (the service),
+# and wait until no nginx worker of the old configuration takes requests
+# (compose/nginx/switch-app.sh). `docker exec`: docker-compose's own start takes seconds.
+nginx_to() {
+  [[ -n ${nginx_id:-} ]] || nginx_id=$(compose ps -q nginx)
+  [[ -n $nginx_id ]] || die "no nginx container"
+  # An nginx image from before switch-app.sh resolves `app` to every app container.
+  docker exec "$nginx_id" sh -c 'if [ -x /opt/knowledgetree-nginx/switch-app.sh ]; then
+      exec /opt/knowledgetree-nginx/switch-app.sh "$1"; else exec nginx -s reload; fi' \
+    switch "$1" >&2
+}
+
+# The browser app into the web volume, switched in one rename: nginx keeps running.
+publish_frontend() {
+  compose run --rm --no-deps frontend >&2
+}
+
+# The new app container beside the old ones; once it is healthy nginx sends to it alone,
+# then the old ones get SIGTERM: they take no new work and finish their open requests and
+# answer streams (up to 30 s; docker stop waits 45 s, as stop_grace_period), while the
+# new browser app is published.
+switch_app() {  # the ids of the running app containers
+  local old=$1 new= id count name stopping
+  count=$(wc -w <<<"$old")
+  log "starting the new app container beside the old one"
+  compose up --detach --no-deps --no-recreate --scale "app=$((count + 1))" app >&2
   for id in $(compose ps -q app); do
     [[ $old == *"$id"* ]] || new=$id
   done
   [[ -n $new ]] || die "no new app container started"
+  nginx_id=$(compose ps -q nginx)
   until [[ $(docker inspect -f '{{.State.Health.Status}}' "$new") == healthy ]]; do
     if [[ $(docker inspect -f '{{.State.Status}} {{.State.Health.Status}}' "$new") != "running starting" ]]; then
       docker logs --tail 30 "$new" >&2 || true
@@ -142,25 +166,61 @@ cmd_update() {
     fi
     sleep 2
   done
-  # nginx resolves `app` at (re)load: both containers, then only the new one.
-  compose exec -T nginx nginx -s reload >&2
-  for id in $old; do
-    docker stop --time 45 "$id" >/dev/null
-    docker rm "$id" >/dev/null
-  done
-  compose exec -T nginx nginx -s reload >&2
-  # nginx's image holds the new browser app: replaced too, which leaves port 80/443
-  # unanswered for the seconds its restart takes. The migration container is brought to
-  # the new image (it runs again: nothing to do), as is Certbot's.
-  compose up --detach --no-deps migrate nginx certbot >&2
+  name=$(docker inspect -f '{{.Name}}' "$new")
+  log "the new app container ${name#/} is healthy: switching nginx to it"
+  nginx_to "${name#/}"
+  log "nginx sends to ${name#/} alone: stopping the old app container (its requests and streams drain, up to 45 s)"
+  # shellcheck disable=SC2086 # one id per word
+  docker stop --time 45 $old >/dev/null &
+  stopping=$!
+  publish_frontend
+  wait "$stopping" || die "docker stop of the old app container failed"
+  # shellcheck disable=SC2086
+  docker rm $old >/dev/null
+  log "the old app container is stopped and removed"
+  # Back to the service's name (now only the new container), as nginx's start renders it.
+  nginx_to app
+}
+
+cmd_update() {
+  check_env_file
+  build
+  compose up --detach --no-deps db >&2
+  wait_healthy db 120
+  # Expand-only migrations, as the Ansible deploy: the old app keeps working meanwhile.
+  compose run --rm migrate >&2
+  local old want have
+  old=$(compose ps -q app)
+  [[ -n $old ]] || { cmd_up; return; }
+  # The container compose would make now (image and configuration) runs already.
+  want=$(compose config --hash=app | awk '{print $2}')
+  have=$(docker inspect -f '{{index .Config.Labels "com.docker.compose.config-hash"}}' $old)
+  if [[ $have == "$want" ]]; then
+    log "the app container runs this release and configuration already"
+    publish_frontend
+  else
+    switch_app "$old"
+  fi
+  # nginx and Certbot are recreated only where their own image or configuration changed
+  # (then ports 80/443 go unanswered for the seconds nginx's restart takes); the one-shot
+  # containers are brought to the new image without running again.
+  compose up --detach --no-deps nginx certbot >&2
+  compose up --no-start --no-deps migrate frontend >&2
   wait_healthy nginx 120
   log "updated to release $(cat "$stage/RELEASE")"
 }
 
+# One up/update/down at a time (two updates would each start an app container).
+run_alone() {
+  mkdir -p "$repo/build/compose"
+  exec 7>>"$repo/build/compose/.run.lock"
+  flock --nonblock 7 || die "another scripts/compose.sh up/update/down is running"
+}
+
 case ${1:-} in
-  up) cmd_up ;;
-  update) cmd_update ;;
-  down) check_env_file; compose down --remove-orphans ;;
+  up) run_alone; cmd_up ;;
+  update) run_alone; cmd_update ;;
+  down) run_alone; check_env_file; compose down --remove-orphans ;;
   build) check_env_file; build ;;
   ps) check_env_file; compose ps ;;
   knowledgetree)
@@ -170,5 +230,5 @@ case ${1:-} in
     compose exec app /usr/local/bin/knowledgetree-entrypoint knowledgetree "$@"
     ;;
   logs) shift; check_env_file; compose logs --no-color "$@" ;;
-  *) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  *) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

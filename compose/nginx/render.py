@@ -2,9 +2,11 @@
 
 The same templates and values as on the VPS (headers, TLS, SSE unbuffered, body and
 rate limits); only what a container changes is set here: the upstream is the `app`
-service, the access log goes to stdout. KT_NGINX_<NAME>=value overrides nginx_<name>
-(e.g. KT_NGINX_CLIENT_MAX_BODY_SIZE_MB=520 next to MAX_UPLOAD_MB). Writes every
-template's output into the output folder, under the name without ".j2".
+service (or KT_APP_HOST, one app container: see switch-app.sh), the web root is the
+`current` release in the web volume, the access log goes to stdout.
+KT_NGINX_<NAME>=value overrides nginx_<name> (e.g. KT_NGINX_CLIENT_MAX_BODY_SIZE_MB=520
+next to MAX_UPLOAD_MB). Writes every template's output into the output folder, under the
+name without ".j2".
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import jinja2
 import yaml
 
 
-def values(defaults: Path, domain: str, app_port: int) -> dict:
+def values(defaults: Path, domain: str, app_host: str, app_port: int) -> dict:
     found = yaml.safe_load(defaults.read_text())
     for name, value in os.environ.items():
         if name.startswith("KT_NGINX_"):
@@ -27,9 +29,11 @@ def values(defaults: Path, domain: str, app_port: int) -> dict:
         nginx_domain=domain,
         nginx_access_log="/dev/stdout",
         nginx_app_initial_port=app_port,
-        nginx_upstream_hosts=["app"],
+        nginx_upstream_hosts=[app_host],
         nginx_upstream_web_host="nginx",
-        hostvars={"app": {}},
+        hostvars={app_host: {}},
+        # compose/app/publish-frontend.sh switches this link from release to release.
+        nginx_web_root="/var/www/knowledgetree/current",
         ansible_managed="Rendered by compose/nginx/render.py from roles/nginx/templates",
     )
     return found
@@ -63,8 +67,11 @@ def main() -> None:
     domain = os.environ.get("KT_DOMAIN", "")
     if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?", domain):
         raise SystemExit(f"render.py: KT_DOMAIN is not a domain name: {domain!r}")
+    app_host = os.environ.get("KT_APP_HOST", "app")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", app_host):
+        raise SystemExit(f"render.py: KT_APP_HOST is not a host name: {app_host!r}")
     env = environment()
-    found = resolve(env, values(source / "defaults.yml", domain, 8000))
+    found = resolve(env, values(source / "defaults.yml", domain, app_host, 8000))
     output.mkdir(parents=True, exist_ok=True)
     for template in sorted((source / "templates").glob("*.j2")):
         text = env.from_string(template.read_text()).render(found)

@@ -5,12 +5,17 @@ The test starts its own dockerd (scripts/compose_dockerd.sh, without Docker's fi
 rules so the nspawn test hosts keep their NAT) and stops it at the end. Through nginx
 over HTTPS (verified against pebble's root, on loopback high ports): register, upload a
 document, see it ready, a streamed chat answer with sources from the Anthropic stand-in;
-then `docker-compose down` and up again, and everything is still there.
+then `docker-compose down` and up again, and everything is still there. Then
+`scripts/compose.sh update` to a second release of the same sources (KT_RELEASE_SUFFIX)
+under load: requests through nginx and slow answer streams across the switch; no request
+fails, every stream ends with `done`, nginx keeps running, the new release serves the API
+and the browser app; a second update with nothing new changes nothing.
 
 Run with `make test-compose` (root; it installs Debian's docker.io and docker-compose and
 makes the test bridge 10.99.0.1 that pebble listens on: `scripts/testhost.sh network`).
 The first run builds the images (about 10 min: Debian's torch); later runs reuse Docker's
-layer cache.
+layer cache. The update adds about 3 min (the second release's frontend build, its app
+image layers, the new container's start and the old one's drain).
 """
 
 from __future__ import annotations
@@ -20,8 +25,10 @@ import os
 import shutil
 import stat
 import subprocess
+import threading
 import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -45,6 +52,21 @@ SAMPLE = REPO / "samples" / "corpus" / "honeybees.md"
 QUESTION = "How do honey bees tell each other where the flowers are?"
 ANSWER = "Bees dance to show the way [1]."
 PASSWORD = "correct horse battery staple"
+RESULTS_FILE = STATE_DIR / "results" / "compose.json"
+# The update's second release: the same sources under another name (build_release.sh).
+UPDATE_SUFFIX = "compose-update"
+# Load during the update: GETs of the API and of the browser app through nginx (each
+# path REQUESTS_PER_SECOND times a second), and answer streams opened from the new app
+# container's start until nginx has switched: STREAMS_FIRST at once, then one every
+# STREAM_INTERVAL s (under nginx's 30 a minute). Each lasts about 24 s (48 tokens 0.5 s
+# apart): those opened in the seconds before the switch are still open on the old
+# container when it gets SIGTERM, and end inside its 30 s drain.
+REQUESTS_PER_SECOND = 6
+STREAMS_FIRST = 3
+STREAM_INTERVAL = 3.0
+SLOW_MARKER = "[compose-update]"
+SLOW_ANSWER = " ".join(f"word{i}" for i in range(48))
+TOKEN_DELAY = 0.5
 
 
 def missing_requirement() -> str | None:
@@ -262,7 +284,7 @@ def test_the_containers_run_hardened_and_hold_no_secret(stack):
         for line in stack.env_file.read_text().splitlines()
         if line.startswith(("SECRET_KEY=", "KT_DB_OWNER_PASSWORD=", "KT_DB_APP_PASSWORD="))
     ]
-    for service in ("db", "app", "nginx", "certbot"):
+    for service in ("db", "app", "frontend", "nginx", "certbot"):
         info = stack.container(service)
         assert info["HostConfig"]["ReadonlyRootfs"], service
         assert "no-new-privileges:true" in info["HostConfig"]["SecurityOpt"], service
@@ -292,6 +314,200 @@ def test_the_data_survives_down_and_up(stack, journey):
     saved = ok_json(api("GET", f"/conversations/{journey['conversation']}", token=token), 200)
     assert [m["role"] for m in saved["messages"]] == ["user", "assistant"]
     assert saved["messages"][1]["content"] == ANSWER
+
+
+def served_release(page: bytes) -> str:
+    """The release named in index.html (scripts/build_release.sh writes it there)."""
+    marker = b'name="knowledgetree-release" content="'
+    return page.partition(marker)[2].partition(b'"')[0].decode() or "(no release named)"
+
+
+@dataclass
+class Load:
+    """GET /api/version and / through nginx at a steady rate, and answer streams."""
+
+    token: str
+    project_id: str
+    sent: int = 0
+    failed: list[str] = field(default_factory=list)
+    served: list[tuple[float, str, str]] = field(default_factory=list)  # (at, path, release)
+    streams: list[dict] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+    threads: list[threading.Thread] = field(default_factory=list)
+
+    def start(self, target, *args) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        thread.start()
+        self.threads.append(thread)
+
+    def requests(self, path: str) -> None:
+        interval = 1 / REQUESTS_PER_SECOND
+        next_at = time.monotonic()
+        while not self.stop.is_set():
+            self.sent += 1
+            try:
+                response = curl(path)
+            except subprocess.CalledProcessError as error:
+                self.failed.append(f"{time.time():.1f} {path}: curl {error.returncode} "
+                                   f"{error.stderr.decode(errors='replace').strip()}")  # fmt: skip
+            else:
+                if response.status != 200:
+                    self.failed.append(f"{time.time():.1f} {path}: HTTP {response.status}")
+                elif path == "/":
+                    self.served.append((time.time(), path, served_release(response.body)))
+                else:
+                    self.served.append((time.time(), path, json.loads(response.body)["version"]))
+            next_at += interval
+            time.sleep(max(0.0, next_at - time.monotonic()))
+
+    def stream(self) -> None:
+        record: dict = {"opened": time.time(), "events": [], "error": None}
+        self.streams.append(record)
+        body = {"message": f"{SLOW_MARKER} {QUESTION}", "project_id": self.project_id}
+        try:
+            response = curl(
+                "/api/chat/stream", "-H", f"Authorization: Bearer {self.token}",
+                "-H", "Content-Type: application/json", "--data", json.dumps(body), stream=True,
+            )  # fmt: skip
+            record["status"] = response.status
+            record["events"] = [name for name, _ in kt_target.sse_events(response.body.decode())]
+        except subprocess.CalledProcessError as error:
+            record["error"] = f"curl {error.returncode}: {error.stderr.decode(errors='replace')}"
+        record["closed"] = time.time()
+
+    def streams_until(self, until: threading.Event) -> None:
+        for _ in range(STREAMS_FIRST):
+            self.start(self.stream)
+        while not until.wait(STREAM_INTERVAL):
+            self.start(self.stream)
+
+    def finish(self) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=180)
+
+    def broken_streams(self) -> list[dict]:
+        return [
+            {k: v for k, v in s.items() if k != "events"} | {"last": s["events"][-3:]}
+            for s in self.streams
+            if s["error"] or s.get("status") != 200 or s["events"][-1:] != ["done"]
+            or "error" in s["events"]
+        ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def second_release() -> Path:
+    """A second release of the same sources, built once: both updates stage this folder
+    (KT_COMPOSE_RELEASE), whatever changes in the working tree meanwhile."""
+    built = subprocess.run(
+        [str(REPO / "scripts" / "build_release.sh")], cwd=REPO,
+        env={**os.environ, "KT_RELEASE_SUFFIX": UPDATE_SUFFIX}, capture_output=True, text=True,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr[-3000:]
+    return Path(built.stdout.strip())
+
+
+def update_under_load(
+    stack: Stack, release: Path, load: Load
+) -> tuple[subprocess.CompletedProcess, dict]:
+    """`compose.sh update` to `release` while `load` runs; the moments of its stages
+    (from its log lines) by name."""
+    env = {**stack.env, "KT_COMPOSE_RELEASE": str(release)}
+    stages = {
+        "starting the new app container": "new_started",
+        "switching nginx to it": "switching",
+        "stopping the old app container": "old_stopping",
+        "the old app container is stopped": "old_stopped",
+    }
+    moments: dict[str, float] = {"command": time.time()}
+    until_switched = threading.Event()
+    process = subprocess.Popen(
+        [str(COMPOSE), "update"], cwd=REPO, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    output = []
+    for line in process.stdout:
+        output.append(line)
+        for text, stage in stages.items():
+            if text in line and stage not in moments:
+                moments[stage] = time.time()
+                if stage == "new_started":
+                    load.start(load.streams_until, until_switched)
+                if stage == "old_stopping":
+                    until_switched.set()
+    until_switched.set()
+    moments["done"] = time.time()
+    done = subprocess.CompletedProcess(process.args, process.wait(), "".join(output), "")
+    return done, moments
+
+
+def running(stack: Stack, service: str) -> tuple[str, str]:
+    info = stack.container(service)
+    return info["Id"], info["State"]["StartedAt"]
+
+
+def test_an_update_replaces_the_app_under_load_without_a_failed_request(
+    stack, journey, anthropic, second_release
+):
+    token = login(journey["email"])
+    anthropic.route(SLOW_MARKER, Script(text=SLOW_ANSWER, token_delay=TOKEN_DELAY))
+    nginx_before, app_before = running(stack, "nginx"), running(stack, "app")
+    release_before = ok_json(api("GET", "/version"), 200)["version"]
+    load = Load(token, journey["project"])
+    for path in ("/api/version", "/"):
+        load.start(load.requests, path)
+    done, moments = update_under_load(stack, second_release, load)
+    time.sleep(3)  # requests after the update, on the new release
+    load.finish()
+    assert done.returncode == 0, done.stdout[-4000:]
+    new_release = (second_release / "RELEASE").read_text().strip()
+    assert new_release != release_before
+    # Opened before nginx switched (so on the old container), still open at its SIGTERM.
+    drained = [
+        s for s in load.streams
+        if s["opened"] < moments["switching"] and s.get("closed", 0) > moments["old_stopping"]
+    ]  # fmt: skip
+    figures = {
+        "seconds": round(moments["done"] - moments["command"], 1),
+        "seconds_to_new_container_healthy": round(moments["switching"] - moments["new_started"], 1),
+        "seconds_nginx_switch": round(moments["old_stopping"] - moments["switching"], 1),
+        "seconds_old_container_drain": round(moments["old_stopped"] - moments["old_stopping"], 1),
+        "requests_sent": load.sent,
+        "requests_failed": len(load.failed),
+        "streams_opened": len(load.streams),
+        "streams_done": sum(1 for s in load.streams if s["events"][-1:] == ["done"]),
+        "streams_drained_on_the_old_container": len(drained),
+    }
+    RESULTS_FILE.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS_FILE.write_text(json.dumps({"compose_update": figures}, indent=2) + "\n")
+    print(f"\n[compose result] compose_update = {figures}")
+    assert load.failed == [], load.failed[:20]
+    assert load.broken_streams() == [], load.broken_streams()
+    # Streams the old container carried through nginx's switch and its own SIGTERM.
+    assert drained, (moments, [(s["opened"], s.get("closed")) for s in load.streams])
+    # Afterwards the new release answers, the API and the browser app, and nginx is the
+    # same container, never restarted; the old app container is gone.
+    after = {path: {r for at, p, r in load.served if p == path and at > moments["done"]}
+             for path in ("/api/version", "/")}  # fmt: skip
+    assert after == {"/api/version": {new_release}, "/": {new_release}}, after
+    assert running(stack, "nginx") == nginx_before
+    assert running(stack, "app")[0] != app_before[0]
+
+
+def test_a_second_update_without_changes_changes_nothing(stack, second_release):
+    before = {service: running(stack, service) for service in ("app", "nginx", "certbot")}
+    page = curl("/").body
+    env = {**stack.env, "KT_COMPOSE_RELEASE": str(second_release)}
+    done = subprocess.run(
+        [str(COMPOSE), "update"], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "runs this release and configuration already" in done.stderr
+    assert "is live already" in done.stderr
+    assert {service: running(stack, service) for service in before} == before
+    assert curl("/").body == page
+    assert curl("/readyz").status == 200
 
 
 def test_dockerd_left_the_firewall_alone(stack):
