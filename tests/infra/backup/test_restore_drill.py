@@ -10,20 +10,28 @@ One module, in order (each step builds on the one before):
   5. `ansible/restore.yml` from the off-site repository: the same rows and checksums,
      the app answers, old passwords sign in, conversations keep their citations;
   6. a wrong off-site password and an unreachable off-site host: a clear error in the
-     journal and knowledgetree_backup_last_run_success 0 for that repository.
+     journal and knowledgetree_backup_last_run_success 0 for that repository;
+  7. a backup while two writers keep chatting, making artifacts, signing up and making
+     projects through the API (write_load.py): no write fails; each repository's dump,
+     restored into a scratch database, is one moment (constraints, counters, every
+     transaction whole, nothing missing from before it or present from after it).
+     Last, so the restores above compare against the drill's own runs.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 
 import kt_target
 import pytest
 
+from backup import write_load
 from backup.backup_drill import (
     APP_HOST,
     DRILL_DATA,
@@ -263,3 +271,95 @@ def test_unreachable_offsite_is_a_failed_run(drill: dict):
         _failed_run("repository offsite: cannot open it")
     finally:
         on_host(OFFSITE_HOST, "nft delete table inet drill")
+
+
+SCRATCH_DATABASE = "knowledgetree_dumpcheck"
+
+
+def _scratch_psql(sql: str) -> list[str]:
+    out = on_host(APP_HOST, f'runuser -u postgres -- psql -d {SCRATCH_DATABASE} -tAc "{sql}"')
+    return [line for line in out.stdout.splitlines() if line.strip()]
+
+
+def _restore_into_scratch(repo: str, snapshot: str) -> tuple[set[str], list[str]]:
+    """The run's pg_dump -Fc restored into a scratch database beside the app's (whose
+    rows are not touched): pg_restore adds every foreign key, unique and check constraint
+    after the data, so a row without its parent fails it. Its keys and broken counters."""
+    createdb = f"runuser -u postgres -- createdb {SCRATCH_DATABASE}"
+    on_host(APP_HOST, f"runuser -u postgres -- dropdb --if-exists {SCRATCH_DATABASE} && {createdb}")
+    try:
+        pipe = (
+            f"knowledgetree-restic {repo} dump {snapshot} /{DATABASE}.dump | runuser -u postgres"
+            f" -- pg_restore --exit-on-error --single-transaction --dbname={SCRATCH_DATABASE}"
+        )
+        restored = on_host(APP_HOST, f"bash -o pipefail -c '{pipe}'", check=False)
+        assert restored.returncode == 0, f"{repo}: {restored.stderr[-3000:]}"
+        return set(_scratch_psql(write_load.KEYS_SQL)), _scratch_psql(write_load.INVARIANTS_SQL)
+    finally:
+        on_host(APP_HOST, f"runuser -u postgres -- dropdb --if-exists {SCRATCH_DATABASE}")
+
+
+def _restic_time(text: str) -> float:
+    """restic's RFC 3339 times (nanoseconds, an offset or Z) as seconds since the epoch."""
+    text = re.sub(r"(\.\d{6})\d+", r"\1", text).replace("Z", "+00:00")
+    return datetime.fromisoformat(text).timestamp()
+
+
+def _wait_for(condition, what: str) -> None:
+    deadline = time.monotonic() + 300  # a hang guard, not a measurement
+    while not condition():
+        assert time.monotonic() < deadline, f"waited 300 s for {what}"
+        time.sleep(0.2)
+
+
+def test_a_backup_under_write_load_is_one_consistent_moment(appliance: Appliance, drill: dict):
+    writers = [
+        write_load.Writer(appliance.site, sign_in(appliance, user["email"]), user["project"])
+        for user in drill["users"]
+    ]
+    threads = [threading.Thread(target=writer.run, daemon=True) for writer in writers]
+    for thread in threads:
+        thread.start()
+    try:
+        _wait_for(lambda: all(w.rounds >= 1 or w.failures for w in writers), "a first round")
+        began = time.time()
+        run = playbook("ansible/backup.yml")
+        ended = time.time()
+        # Writes go on after the run too: the load covers all of it.
+        _wait_for(
+            lambda: all(w.failures or any(x.started > ended for x in w.writes) for w in writers),
+            "a write after the backup",
+        )
+    finally:
+        for writer in writers:
+            writer.stop.set()
+        for thread in threads:
+            thread.join(timeout=120)
+    assert run.rc == 0, run.output[-4000:]
+    failures = [failure for writer in writers for failure in writer.failures]
+    assert not failures, f"the app failed writes during the backup: {failures[:5]}"
+    writes = [write for writer in writers for write in writer.writes]
+    during = [w for w in writes if w.started < ended and w.ended > began]
+    before = [w for w in writes if w.ended <= began]
+    record_result("backup_under_load_seconds", run.seconds)
+    record_result("backup_under_load_writes_during", len(during))
+    record_result("backup_under_load_writer_max_latency_seconds",
+                  round(max(w.latency for w in during), 2))  # fmt: skip
+    record_result("backup_under_load_writer_max_latency_before_seconds",
+                  round(max(w.latency for w in before), 2))  # fmt: skip
+
+    for repo in ("local", "offsite"):
+        listed = on_host(APP_HOST, f"knowledgetree-restic {repo} snapshots --json --tag db").stdout
+        dump = max(json.loads(listed), key=lambda snapshot: snapshot["time"])
+        summary = dump.get("summary", {})
+        # The dump's snapshot was taken between restic starting pg_dump and its end.
+        dump_began = _restic_time(summary.get("backup_start", dump["time"]))
+        dump_ended = _restic_time(summary["backup_end"]) if "backup_end" in summary else ended
+        assert began <= dump_began <= dump_ended <= ended, (repo, dump, began, ended)
+        overlapping = [w for w in writes if w.started < dump_ended and w.ended > dump_began]
+        assert overlapping, f"{repo}: no write while pg_dump ran"
+        record_result(f"backup_under_load_writes_during_dump_{repo}", len(overlapping))
+        keys, broken = _restore_into_scratch(repo, dump["id"])
+        assert not broken, f"{repo}: counters disagree with their rows: {broken[:5]}"
+        problems = write_load.check_against(writes, keys, dump_began, dump_ended)
+        assert not problems, f"{repo}: the dump is not one moment: {problems[:5]}"
