@@ -127,8 +127,7 @@ cmd_up() {
   log "up: https://$(sed -n 's/^KT_DOMAIN=//p' "$env_file" | tail -n1)/ (HTTPS once certbot has the certificate)"
 }
 
-# Point nginx at one app container (a name on the compose network) or `app` (the service),
-# and wait until no nginx worker of the old configuration takes requests
+# Point nginx at one app container (a name on the compose network), and wait until no nginx worker of the old configuration takes requests
 # (compose/nginx/switch-app.sh). `docker exec`: docker-compose's own start takes seconds.
 nginx_to() {
   [[ -n ${nginx_id:-} ]] || nginx_id=$(compose ps -q nginx)
@@ -171,15 +170,18 @@ switch_app() {  # the ids of the running app containers
   nginx_to "${name#/}"
   log "nginx sends to ${name#/} alone: stopping the old app container (its requests and streams drain, up to 45 s)"
   # shellcheck disable=SC2086 # one id per word
-  docker stop --time 45 $old >/dev/null &
+  docker stop -t 45 $old >/dev/null &
   stopping=$!
   publish_frontend
   wait "$stopping" || die "docker stop of the old app container failed"
+  # 137: still running after 45 s, killed (what was left of its streams was cut).
+  # shellcheck disable=SC2086
+  log "the old app container is stopped (exit status $(docker inspect -f '{{.State.ExitCode}}' $old | xargs)) and removed"
   # shellcheck disable=SC2086
   docker rm $old >/dev/null
-  log "the old app container is stopped and removed"
-  # Back to the service's name (now only the new container), as nginx's start renders it.
-  nginx_to app
+  # nginx's upstream keeps naming the new container (no second reload: each one retires
+  # workers, and an HTTP/2 connection just opened on one of them can be cut); a restart of
+  # nginx renders the service's name again, now only this container.
 }
 
 cmd_update() {

@@ -1,8 +1,8 @@
 #!/bin/sh
 # Point nginx at one app container (scripts/compose.sh update, inside the nginx container):
 #
-#   switch-app.sh HOST   HOST: the container's id or name on the compose network, or `app`
-#                        (the service: every container of it, as at nginx's start)
+#   switch-app.sh HOST   HOST: the container's id or name on the compose network (or
+#                        `app`, the service: every container of it, as at nginx's start)
 #
 # Renders the upstream for HOST, checks the configuration and reloads nginx gracefully,
 # then waits until every worker of the old configuration has stopped taking requests:
