@@ -214,14 +214,20 @@ class ChatStack:
                 process.kill()
 
     # --- helpers ---------------------------------------------------------------------------
+    def register(self) -> dict[str, str]:
+        """A new user's ``{"email", "password"}``."""
+        credentials = {
+            "email": f"bench-{uuid.uuid4().hex[:8]}@example.com",
+            "password": "benchmark password 1",
+        }
+        response = httpx.post(f"{self.base_url}/api/auth/register", json=credentials, timeout=30)
+        response.raise_for_status()
+        return credentials
+
     def login(self) -> dict[str, str]:
-        email, password = f"bench-{uuid.uuid4().hex[:8]}@example.com", "benchmark password 1"
-        with httpx.Client(base_url=self.base_url, timeout=30) as client:
-            client.post(
-                "/api/auth/register", json={"email": email, "password": password}
-            ).raise_for_status()
-            tokens = client.post("/api/auth/login", json={"email": email, "password": password})
-            tokens.raise_for_status()
+        credentials = self.register()
+        tokens = httpx.post(f"{self.base_url}/api/auth/login", json=credentials, timeout=30)
+        tokens.raise_for_status()
         return {"Authorization": f"Bearer {tokens.json()['access_token']}"}
 
     def create_project(self, headers: dict[str, str], name: str = "bench") -> str:

@@ -12,18 +12,22 @@ about a microsecond each). Target: at most 1 ms added at p95 (docs/BENCHMARKS.md
     .venv/bin/python bench/observability_overhead.py [--requests 400] [--chats 100]
 
 ``--callgrind N``: instead, the chat's first token by instruction count, which the load
-of the machine does not move (wall-clock figures of one run swing by ±15 ms). Each app
-(on, then off) runs in-process under ``valgrind --tool=callgrind`` with instrumentation
-off, and is driven straight through ASGI; instrumentation is switched on when a chat
-request is handed to the app and off when the first `token` event leaves it, so the
-count is exactly the path to the first token (every thread: the model's HTTP client,
-Sentry's); each chat's count is dumped on its own, the median is reported, and each
-window starts after a pause and a garbage collection (else what the previous answer left
-running, or a collection, falls into one window or another). The request asks without a project:
-retrieval is the same code in both apps, and ONNX Runtime's spinning worker threads would
-make the count wander. To turn the difference into milliseconds, the same two apps then
-run natively (no valgrind) and the CPU time of the same windows gives this machine's
-instructions per millisecond.
+of the machine does not move (wall-clock figures of one run swing by ±15 ms). Both apps
+run side by side, each in-process under ``valgrind --tool=callgrind`` with
+instrumentation off, driven straight through ASGI, their windows alternating (the order
+switching each round); instrumentation is switched on when a chat request is handed to
+the app and off when the first `token` event leaves it, so the count is exactly the
+path to the first token; each chat's count is dumped on its own, the median and p95
+of the event loop's thread (which runs the whole path) are reported, with the windows
+whose trace Sentry sampled, and the other threads' instructions in the windows
+(Sentry's transport sending envelopes) per chat. Each window starts after a pause and a
+garbage collection (else what the previous answer left running, or a collection, falls
+into one window or another), and what both apps run on a timer (the ingest worker's
+queue poll) is stopped before counting. The request asks without a project: retrieval
+is the same code in both apps, and ONNX Runtime's spinning worker threads would make
+the count wander. To turn the difference into milliseconds, the same two apps then
+run natively (no valgrind, alternating too) and the CPU time of the same windows gives
+this machine's instructions per millisecond.
 
 Prints a JSON summary on the last line.
 """
@@ -40,6 +44,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -126,10 +131,13 @@ def _asgi_chat(headers: dict[str, str], body: bytes) -> dict:
     }
 
 
-async def _chat_to_first_token(app, helper, headers: dict[str, str], body: bytes) -> float:
+async def _chat_to_first_token(
+    app, helper, headers: dict[str, str], body: bytes, window: dict | None = None
+) -> float:
     """One chat through the app's ASGI interface, counted up to its first `token` event;
     the rest of the answer (saving it) runs uncounted and is awaited, so the next chat
-    starts on an idle process. Returns the process's CPU seconds in the counted window."""
+    starts on an idle process. Returns the process's CPU seconds in the counted window;
+    ``window["sampled"]``: whether Sentry sampled the chat's trace (None: no Sentry)."""
     ended = asyncio.Event()
     state: dict = {"asked": False, "counted": False}
 
@@ -150,6 +158,9 @@ async def _chat_to_first_token(app, helper, headers: dict[str, str], body: bytes
             if helper is not None:
                 helper.kt_stop()
             state["counted"] = True
+            if window is not None and "sentry_sdk" in sys.modules:
+                transaction = sys.modules["sentry_sdk"].get_current_scope().transaction
+                window["sampled"] = bool(transaction and transaction.sampled)
         if not message.get("more_body", False):
             ended.set()
 
@@ -162,19 +173,31 @@ async def _chat_to_first_token(app, helper, headers: dict[str, str], body: bytes
     return state["cpu"]
 
 
-def callgrind_worker(variant: str, chats: int, warmup: int, helper_path: str | None) -> None:
-    """One app in-process, ``chats`` counted: under callgrind (``helper_path``: the client
-    requests) or natively (None: only the CPU time of the windows), printed as JSON."""
+def _join_sdk_import() -> None:
+    """The Anthropic SDK's import in the background at start-up, over before counting."""
+    for thread in threading.enumerate():
+        if thread.name == "sdk-import":
+            thread.join()
+
+
+def callgrind_worker(variant: str, warmup: int, helper_path: str | None) -> None:
+    """One app in-process, driven by the parent over stdin/stdout: a ``go`` line counts
+    one chat (under callgrind when ``helper_path`` gives the client requests) and
+    answers with a ``KT {...}`` line (its CPU time, whether Sentry sampled its trace);
+    ``exit`` ends. The parent alternates the two apps' windows."""
     if variant == "on":
         from app.main import create_app
     else:
         from bench._bare_app import create_app
     helper = ctypes.CDLL(helper_path) if helper_path else None
+    credentials = json.loads(os.environ["KT_BENCH_LOGIN"])
     app = create_app()
-    headers = json.loads(os.environ["KT_BENCH_HEADERS"])
     body = json.dumps({"message": "What is the refund policy?"}).encode()
 
-    async def run() -> list[float]:
+    def reply(data: dict) -> None:
+        print("KT " + json.dumps(data), flush=True)
+
+    async def run() -> None:
         async with app.router.lifespan_context(app):
             # Start-up work in the background (the embedding model) done before counting.
             transport = httpx.ASGITransport(app=app)
@@ -183,50 +206,110 @@ def callgrind_worker(variant: str, chats: int, warmup: int, helper_path: str | N
                     if (await client.get("/readyz")).status_code == 200:
                         break
                     await asyncio.sleep(0.5)
+                # Logged in only now: an access token lasts 15 min, and starting under
+                # valgrind on a loaded machine can take longer.
+                login = await client.post("/api/auth/login", json=credentials)
+                login.raise_for_status()
+            headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+            # What runs on its own in both apps, whatever the observability, would fall
+            # into one window or another: the ingest worker's poll of the queue (every
+            # 5 s; under valgrind into one window in three, about 7 Mi) and the SDK import.
+            await app.state.ingest_worker.stop()
+            await asyncio.to_thread(_join_sdk_import)
             for _ in range(warmup):
                 await _chat_to_first_token(app, None, headers, body)
-            cpu = []
-            for _ in range(chats):
+            reply({"ready": True})
+            while (await asyncio.to_thread(sys.stdin.readline)).strip() == "go":
                 # Each window starts alike: what the last answer left running has finished
                 # and the garbage collector has nothing pending.
                 await asyncio.sleep(0.5)
                 gc.collect()
-                cpu.append(await _chat_to_first_token(app, helper, headers, body))
-            return cpu
+                window: dict = {}
+                cpu = await _chat_to_first_token(app, helper, headers, body, window)
+                reply({"cpu_ms": round(cpu * 1000, 3), "sampled": window.get("sampled")})
 
-    cpu = asyncio.run(run())
-    print(json.dumps({"cpu_ms": [round(seconds * 1000, 3) for seconds in cpu]}))
-
-
-def _callgrind_counts(out_file: Path) -> list[int]:
-    """The instructions of each counted chat: the ``totals:`` of each dump (``out.N``; the
-    file written at exit holds nothing counted). ``summary:`` stays 0 when
-    instrumentation starts off."""
-    counts = []
-    for part in sorted(out_file.parent.glob(f"{out_file.name}.*")):
-        for line in part.read_text().splitlines():
-            if line.startswith("totals:"):
-                counts.append(int(line.split()[1]))
-    return counts
+    asyncio.run(run())
 
 
-def _worker(stack: ChatStack, variant: str, env: dict[str, str], args: argparse.Namespace,
-            chats: int, valgrind: list[str], helper: Path | None) -> list[float]:  # fmt: skip
-    # A fresh login each time: an access token lasts 15 min, a run under valgrind longer.
-    env = {**env, "KT_BENCH_HEADERS": json.dumps(stack.login())}
-    out = subprocess.run(
-        [
-            *valgrind, sys.executable, __file__, "--callgrind-worker", variant,
-            "--chats", str(chats), "--warmup", str(args.warmup),
-            *(["--helper", str(helper)] if helper else []),
-        ],
-        cwd=ROOT, env=env, check=True, capture_output=True, text=True,
-    )  # fmt: skip
-    return json.loads(out.stdout.strip().splitlines()[-1])["cpu_ms"]
+def _totals(path: Path) -> int:
+    for line in path.read_text().splitlines():
+        if line.startswith("totals:"):
+            return int(line.split()[1])
+    return 0
+
+
+def _callgrind_counts(out_file: Path) -> tuple[list[int], int]:
+    """Per counted chat, in order, the instructions of the event loop's thread (the path
+    to the first token: ``out.N-01``, one file per dump; ``summary:`` stays 0 when
+    instrumentation starts off), and the other threads' instructions in all the counted
+    windows together (the files written at exit, ``out-NN``: Sentry's transport sending
+    envelopes, the model's HTTP client...)."""
+    parts = out_file.parent.glob(f"{out_file.name}.*-01")
+    ordered = sorted(parts, key=lambda path: int(path.name.rsplit(".", 1)[1].split("-")[0]))
+    threads = out_file.parent.glob(f"{out_file.name}-*")
+    return [_totals(part) for part in ordered], sum(_totals(part) for part in threads)
+
+
+class _Worker:
+    """One app's worker process (``callgrind_worker``), under valgrind or not."""
+
+    def __init__(self, stack: ChatStack, variant: str, env: dict[str, str], warmup: int,
+                 valgrind: list[str], helper: Path | None) -> None:  # fmt: skip
+        env = {**env, "KT_BENCH_LOGIN": json.dumps(stack.register())}
+        self.process = subprocess.Popen(
+            [
+                *valgrind, sys.executable, __file__, "--callgrind-worker", variant,
+                "--warmup", str(warmup), *(["--helper", str(helper)] if helper else []),
+            ],
+            cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+
+    def read(self) -> dict:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            if line.startswith("KT "):
+                return json.loads(line[3:])
+        raise RuntimeError(f"the worker ended (exit code {self.process.wait()})")
+
+    def window(self) -> dict:
+        assert self.process.stdin is not None
+        self.process.stdin.write("go\n")
+        self.process.stdin.flush()
+        return self.read()
+
+    def close(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.write("exit\n")
+            self.process.stdin.close()
+        if self.process.wait(timeout=600) != 0:
+            raise RuntimeError(f"a worker failed (exit code {self.process.returncode})")
+
+
+def _alternate(workers: dict[str, _Worker], chats: int) -> dict[str, list[dict]]:
+    """Both apps' windows in turns, the order switching each round, so a slow moment
+    of the machine (and the warm-up of either) falls on both."""
+    for worker in workers.values():
+        worker.read()  # ready: started, warmed up
+    windows: dict[str, list[dict]] = {name: [] for name in workers}
+    for number in range(chats):
+        for name in ("on", "off") if number % 2 else ("off", "on"):
+            windows[name].append(workers[name].window())
+    for worker in workers.values():
+        worker.close()
+    return windows
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    return {
+        "median": round(statistics.median(values)),
+        "p95": round(percentile(values, 0.95)),
+        "max": round(max(values)),
+    }
 
 
 def run_callgrind(args: argparse.Namespace) -> dict:
-    """Both apps under callgrind, then natively, one after the other, on one stack."""
+    """Both apps under callgrind side by side, windows alternating; then both natively,
+    alternating too, on one stack."""
     load_before = os.getloadavg()
     with (
         tempfile.TemporaryDirectory(prefix="kt-callgrind-") as folder,
@@ -245,44 +328,57 @@ def run_callgrind(args: argparse.Namespace) -> dict:
         }
         common.pop("SENTRY_DSN", None)
         envs = {"on": {**common, "SENTRY_DSN": sentry.dsn}, "off": common}
-        instructions: dict[str, float] = {}
+        outs = {variant: Path(folder) / f"callgrind.{variant}" for variant in envs}
+        valgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--separate-threads=yes"]
+        workers = {
+            variant: _Worker(
+                stack, variant, envs[variant], args.warmup,
+                [*valgrind, f"--callgrind-out-file={outs[variant]}"], helper,
+            )
+            for variant in envs
+        }  # fmt: skip
+        counted_windows = _alternate(workers, args.callgrind)
         counted: dict[str, list[int]] = {}
-        native_ms: dict[str, float] = {}
-        for variant in ("on", "off"):
-            out = Path(folder) / f"callgrind.{variant}"
-            valgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no"]
-            _worker(
-                stack, variant, envs[variant], args, args.callgrind,
-                [*valgrind, f"--callgrind-out-file={out}"], helper,
-            )  # fmt: skip
-            counts = _callgrind_counts(out)
-            if len(counts) != args.callgrind:
-                raise RuntimeError(f"{len(counts)} callgrind dumps for {args.callgrind} chats")
-            instructions[variant] = statistics.median(counts)
-            counted[variant] = counts
-        for variant in ("on", "off"):
-            cpu = _worker(stack, variant, envs[variant], args, args.native_chats, [], None)
-            native_ms[variant] = statistics.median(cpu)
+        background: dict[str, int] = {}
+        for variant, out in outs.items():
+            counted[variant], background[variant] = _callgrind_counts(out)
+            if len(counted[variant]) != args.callgrind:
+                raise RuntimeError(f"{len(counted[variant])} dumps for {args.callgrind} chats")
+        native = _alternate(
+            {variant: _Worker(stack, variant, envs[variant], args.warmup, [], None)
+             for variant in envs},
+            args.native_chats,
+        )  # fmt: skip
+        transactions = len(sentry.items("transaction"))
+    sampled = [number for number, w in enumerate(counted_windows["on"]) if w["sampled"]]
+    unsampled = [c for n, c in enumerate(counted["on"]) if n not in sampled]
+    instructions = {variant: _spread(counts) for variant, counts in counted.items()}
+    native_ms = {v: statistics.median(w["cpu_ms"] for w in ws) for v, ws in native.items()}
     # Instructions per ms of CPU on this machine, from the same windows run natively.
-    per_ms = {variant: instructions[variant] / native_ms[variant] for variant in instructions}
+    per_ms = {v: instructions[v]["median"] / native_ms[v] for v in instructions}
     rate = statistics.mean(per_ms.values())
-    added = instructions["on"] - instructions["off"]
+    added = {k: instructions["on"][k] - instructions["off"][k] for k in ("median", "p95")}
     return {
         "benchmark": "observability_overhead_callgrind",
         "chats_per_app": args.callgrind,
-        "instructions_to_first_token_median": {k: round(v) for k, v in instructions.items()},
-        # The counts fall in two groups about 7 Mi apart in both apps: the mean and the
-        # smallest show whether the median moved between them.
-        "instructions_to_first_token_mean": {
-            k: round(statistics.mean(v)) for k, v in counted.items()
-        },
-        "instructions_to_first_token_min": {k: min(v) for k, v in counted.items()},
+        "instructions_to_first_token": instructions,
+        "added_instructions": added,
+        "added_percent": {k: round(100 * added[k] / instructions["off"][k], 1) for k in added},
+        "added_ms_equivalent": {k: round(added[k] / rate, 3) for k in added},
+        # The windows whose trace Sentry sampled (of the counted ones), and the Sentry
+        # app's spread without them.
+        "sampled_windows": sampled,
+        "on_unsampled": _spread(unsampled) if unsampled else None,
         "instructions_per_chat": counted,
-        "added_instructions": round(added),
-        "added_percent": round(100 * added / instructions["off"], 1),
+        # The other threads' work in the counted windows, per chat: under valgrind each
+        # window lasts about a second, so what they do after one chat (Sentry sending its
+        # transaction, sessions, client reports) falls into the next windows.
+        "other_threads_instructions_per_chat": {
+            v: round(total / args.callgrind) for v, total in background.items()
+        },
         "native_cpu_ms_to_first_token_median": {k: round(v, 3) for k, v in native_ms.items()},
         "instructions_per_ms": {k: round(v) for k, v in per_ms.items()},
-        "added_ms_equivalent": round(added / rate, 3),
+        "sentry_transactions_received": transactions,
         "load_average": [load_before, os.getloadavg()],
     }
 
@@ -309,7 +405,7 @@ def main() -> None:
     parser.add_argument("--helper", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.callgrind_worker:
-        callgrind_worker(args.callgrind_worker, args.chats, args.warmup, args.helper)
+        callgrind_worker(args.callgrind_worker, args.warmup, args.helper)
         return
     if args.callgrind:
         result = run_callgrind(args)
