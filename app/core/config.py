@@ -161,7 +161,8 @@ class Settings(BaseSettings):
         ge=0,
         le=1,
         description="Share of requests (and browser page loads) whose performance trace is sent "
-        "to Sentry (0 to 1). Only used where a DSN is set.",
+        "to Sentry (0 to 1). Only used where a DSN is set. Health checks and /metrics are never "
+        "traced.",
     )
     sentry_frontend_dsn: str | None = Field(
         default=None,

@@ -22,6 +22,7 @@ ingestion and the chat turn of an SSE stream log their failures that way.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,21 @@ def _scrub_database_errors(event: dict[str, Any]) -> None:
             value["value"] = redact_database_message(value["value"])
 
 
+# Paths that health checks and Prometheus poll every few seconds: a trace of one tells
+# nobody anything, and at 5 % they would still be most of the traces sent.
+PROBE_PATHS = frozenset({"/healthz", "/readyz", "/api/healthz", "/api/readyz", "/metrics"})
+
+
+def traces_sampler(rate: float) -> Callable[[dict[str, Any]], float]:
+    """Sample requests at ``rate``, except the probes' (never traced)."""
+
+    def sample(context: dict[str, Any]) -> float:
+        scope = context.get("asgi_scope") or {}
+        return 0.0 if scope.get("path") in PROBE_PATHS else rate
+
+    return sample
+
+
 def _before_send(event: dict[str, Any], _hint: dict[str, Any]) -> dict[str, Any]:
     _scrub_query_strings(event)
     _scrub_database_errors(event)
@@ -132,6 +148,11 @@ def init_sentry(settings: Settings) -> bool:
         # 0 turns tracing off altogether (None): at any rate above 0 the SDK instruments
         # every request, which costs CPU even for the requests it does not send.
         traces_sample_rate=settings.sentry_traces_sample_rate or None,
+        traces_sampler=(
+            traces_sampler(settings.sentry_traces_sample_rate)
+            if settings.sentry_traces_sample_rate
+            else None
+        ),
     )
     # Loggers whose records would only be breadcrumbs nobody reads: the access line is
     # written when the request is over (after its error was sent), and httpx's request

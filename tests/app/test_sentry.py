@@ -89,6 +89,21 @@ async def test_request_errors_are_reported_without_personal_data(settings, sentr
     assert_no_personal_data(sentry)
 
 
+async def test_health_probes_are_never_traced(settings, sentry):
+    app = create_app(
+        settings.model_copy(update={"sentry_dsn": sentry.dsn, "sentry_traces_sample_rate": 1.0})
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        for path in ("/healthz", "/api/healthz", "/metrics"):
+            await client.get(path)
+        await client.get("/api/version")
+    sentry_sdk.flush(timeout=5)
+
+    names = [item.json()["transaction"] for item in sentry.items("transaction")]
+    assert names == ["/api/version"], "only the real request is traced, at rate 1.0"
+
+
 async def test_sql_errors_carry_no_parameters(settings, sentry):
     app = create_app(settings.model_copy(update={"sentry_dsn": sentry.dsn}))
 
