@@ -8,10 +8,12 @@ import subprocess
 from collections import Counter
 
 import kt_target
+from conftest import PEBBLE_SCRIPT, SITE_PLAYBOOK, run_playbook
 
 
-def s_client(*args: str) -> subprocess.CompletedProcess[str]:
-    """openssl s_client to the host's 443 with SNI = the domain, trusting pebble's root."""
+def s_client(*args: str, servername: str | None = None) -> subprocess.CompletedProcess[str]:
+    """openssl s_client to the host's 443 with SNI = the domain (or ``servername``),
+    trusting pebble's root."""
     return subprocess.run(
         [
             "openssl",
@@ -19,7 +21,7 @@ def s_client(*args: str) -> subprocess.CompletedProcess[str]:
             "-connect",
             f"{kt_target.address()}:443",
             "-servername",
-            kt_target.domain(),
+            servername or kt_target.domain(),
             "-CAfile",
             str(kt_target.PEBBLE_ISSUER_ROOT),
             "-verify_return_error",
@@ -121,3 +123,30 @@ def test_testssl_reports_no_high_or_critical_findings(tmp_path):
             [f"{i['severity']} {i['id']}" for i in findings if i["id"] in TEST_CA_FINDINGS],
         )
     assert not serious, serious
+
+
+def test_a_changed_domain_gets_its_certificate_before_tls_names_it(host, release):
+    """kt_domain changed on a host that already serves HTTPS, then site.yml again: the new
+    name is served over HTTP for the ACME challenge while the running TLS server keeps the
+    old certificate (nginx -t passes), certbot obtains the new one, then TLS serves it.
+    Then back to the suite's domain the same way (its certificate is still there).
+    Two Mitogen runs of site.yml: about 3 minutes."""
+    old, new = kt_target.domain(), f"renamed.{kt_target.domain()}"
+    address = kt_target.address()
+    subprocess.run([str(PEBBLE_SCRIPT), "dns", new, address], check=True, capture_output=True)
+    try:
+        renamed = run_playbook(SITE_PLAYBOOK, "-e", release, "-e", f"kt_domain={new}", mitogen=True)
+        assert renamed.rc == 0, renamed.tail(80)
+        served = s_client(servername=new)
+        assert "Verify return code: 0 (ok)" in served.stdout
+        assert f"subject=CN={new}" in served.stdout.replace(" = ", "=")
+        assert kt_target.curl("/healthz", site=(new, address)).status == 200
+        redirect = kt_target.curl("/x", scheme="http", site=(new, address))
+        assert redirect.headers["location"] == f"https://{new}/x"
+    finally:
+        back = run_playbook(SITE_PLAYBOOK, "-e", release, mitogen=True)
+        with host.sudo():
+            host.run(f"certbot delete --non-interactive --cert-name {new}")
+    assert back.rc == 0, back.tail(80)
+    assert f"subject=CN={old}" in s_client().stdout.replace(" = ", "=")
+    assert kt_target.curl("/healthz").status == 200
