@@ -63,7 +63,7 @@ STREAM_INTERVAL = 3.0
 ANSWER = " ".join(f"word{i}" for i in range(120))
 TOKEN_DELAY = 0.5
 # The playbook's stages, as their task names appear in its output.
-GATE_TASK = "Wait for the idle color's /readyz"
+GATE_TASK = "Start the idle color and wait for its /readyz"
 # Starts right after nginx's reload: from the command to this line, the rollback figure.
 SERVING_TASK = "Note when the new color took over"
 DRAIN_TASK = "Drain and stop the old color"
