@@ -5,12 +5,14 @@ docs/MAINTENANCE.md, "Restore after losing the server", step by step: the drill'
 changed to the new server's, provisions it (the first run stops at pgBackRest with the
 key to authorise; once both keys are authorised on the off-site host, the run goes
 through: the repository holds the old cluster's stanza, the new cluster is left
-unarchived with a message, nothing is written to the repository); `restore_pitr.yml -e
-restore_to_time=latest` brings the database back from the off-site pgBackRest repository
-and `restore.yml -e restore_files_only=true` the uploads from the off-site restic one.
-Then: the same rows and upload checksums as the old server's last moment, the drill's
-users sign in, their conversations keep their citations, the subscription is there, and
-pgBackRest archives again (`check` passes, a new write reaches the repository).
+unarchived with a message, nothing is written to the repository). Point in time: on
+the old server, just before its loss, row A is written, the moment noted, row B written
+and archived; `restore_pitr.yml -e restore_to_time=<the moment>` brings the database
+back to it from the off-site pgBackRest repository (A is there, B is not) and
+`restore.yml -e restore_files_only=true` the uploads from the off-site restic one.
+Then: the same rows and upload checksums as the old server's at the moment, the drill's
+users and A's sign in, their conversations keep their citations, the subscription is
+there, and pgBackRest archives again (`check` passes, a new write reaches the repository).
 
 After the drill (its file name sorts last), in the same session: the drill's hosts,
 the off-site one above all, are still up. In `make test-infra` it runs after the
@@ -32,6 +34,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import kt_target
@@ -50,6 +53,7 @@ from backup.backup_drill import (
 )
 from backup.test_restore_drill import (
     DATABASE,
+    PASSWORD,
     QUESTION,
     row_counts,
     sign_in,
@@ -113,12 +117,30 @@ def new_inventory(new_server):
 
 @pytest.fixture(scope="module")
 def lost(appliance: Appliance) -> dict:
-    """The old server's last moment (rows, uploads), then its loss: app and Postgres stop."""
+    """The old server's last moments, then its loss (app and Postgres stop for good).
+
+    Row A (a sign-up through the API, after the last restic run: only the WAL has it);
+    the app stops; the moment to restore to is noted with the rows and uploads as they
+    are then (nothing else writes); row B is written after it; every committed write's
+    WAL, B's too, reaches the off-site repository (else a restore "to the moment" could
+    pass only because the archive ended early).
+    """
     users = json.loads(DRILL_DATA.read_text())
+    row_a = f"pitr-a-{uuid.uuid4().hex[:8]}@example.com"
+    body = {"email": row_a, "password": PASSWORD}
+    ok_json(kt_target.api("POST", "/auth/register", body=body, site=appliance.site), 202)
     on_host(APP_HOST, "systemctl stop 'knowledgetree@*.service'")
     last = {"counts": row_counts(), "checksums": upload_checksums(), "users": users}
-    # Every committed write's WAL in the repository (the RPO test measures the wait).
+    last["row_a"], last["noted"] = row_a, psql(APP_HOST, "SELECT now()")
+    time.sleep(1)  # B's commit well after the noted moment, whatever the clock's grain
+    last["row_b"] = f"pitr-b-{uuid.uuid4().hex[:8]}@example.com"
+    row_b = f"(gen_random_uuid(), '{last['row_b']}', 'written after the moment')"
+    psql(APP_HOST, f"INSERT INTO users (id, email, password_hash) VALUES {row_b}")
+    segment = psql(APP_HOST, "SELECT pg_walfile_name(pg_current_wal_insert_lsn())")
+    # check: switches to a new WAL file and waits until the one before is archived.
     on_host(APP_HOST, "runuser -u postgres -- pgbackrest --stanza=knowledgetree check")
+    archived = psql(APP_HOST, "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")
+    assert archived >= segment, f"row B's WAL ({segment}) not archived (last: {archived})"
     on_host(APP_HOST, "systemctl stop postgresql@17-main.service")
     return last
 
@@ -152,9 +174,19 @@ def test_restore_the_database_and_the_uploads_from_offsite(
 ):
     load = load_average()
     database = playbook(
-        "ansible/restore_pitr.yml", "-e", "restore_to_time=latest", inventory=new_inventory
+        "ansible/restore_pitr.yml",
+        "-e",
+        json.dumps({"restore_to_time": lost["noted"]}),
+        inventory=new_inventory,
     )
     assert database.rc == 0, database.output[-6000:]
+    record_result("new_server_pitr_seconds", database.seconds)
+    assert psql(NEW_HOST, f"SELECT count(*) FROM users WHERE email = '{lost['row_a']}'") == "1", (
+        "row A (written before the noted moment) is missing"
+    )
+    assert psql(NEW_HOST, f"SELECT count(*) FROM users WHERE email = '{lost['row_b']}'") == "0", (
+        "row B (written after the noted moment) came back"
+    )
     files = playbook(
         "ansible/restore.yml", "-e", "restore_files_only=true", inventory=new_inventory
     )
@@ -165,6 +197,8 @@ def test_restore_the_database_and_the_uploads_from_offsite(
     assert row_counts(NEW_HOST) == lost["counts"]
     assert upload_checksums(NEW_HOST) == lost["checksums"]
     site = (appliance.domain, NEW_ADDRESS)
+    # Row A's user signs in: the sign-up only the archived WAL had.
+    sign_in(Appliance(domain=appliance.domain, address=NEW_ADDRESS), lost["row_a"])
     for user in lost["users"]:
         token = sign_in(Appliance(domain=appliance.domain, address=NEW_ADDRESS), user["email"])
         saved = ok_json(
