@@ -459,14 +459,19 @@ async def test_a_webhook_that_cannot_reach_stripe_is_retried_later(
     assert (await current(billing_client, user))["plan"] == "starter"
 
 
-async def test_unhandled_event_types_are_acknowledged(billing_client, stripe_fake, deliver):
-    event = {
-        "id": "evt_unrelated",
+def bare_event(event_id: str, event_type: str, obj: dict) -> dict:
+    """An event as Stripe sends it, about ``obj``, made here rather than by the stand-in."""
+    return {
+        "id": event_id,
         "object": "event",
-        "type": "customer.created",
+        "type": event_type,
         "created": int(time.time()),
-        "data": {"object": {"id": "cus_x", "object": "customer"}},
+        "data": {"object": obj},
     }
+
+
+async def test_unhandled_event_types_are_acknowledged(billing_client, stripe_fake, deliver):
+    event = bare_event("evt_unrelated", "customer.created", {"id": "cus_x", "object": "customer"})
     response = await deliver(event)
     assert response.status_code == 200 and response.json()["outcome"] == "ignored"
 
@@ -476,13 +481,11 @@ async def test_an_event_about_a_subscription_stripe_does_not_know_is_ignored(
 ):
     """Stripe answers 404 for the subscription (deleted, or another account's): the event
     is recorded and acknowledged, so Stripe stops delivering it."""
-    event = {
-        "id": "evt_unknown_subscription",
-        "object": "event",
-        "type": "customer.subscription.updated",
-        "created": int(time.time()),
-        "data": {"object": {"id": "sub_nobody", "object": "subscription"}},
-    }
+    event = bare_event(
+        "evt_unknown_subscription",
+        "customer.subscription.updated",
+        {"id": "sub_nobody", "object": "subscription"},
+    )
     response = await deliver(event)
     assert response.status_code == 200 and response.json()["outcome"] == "ignored"
     assert await count(db_session, StripeEvent) == 1
